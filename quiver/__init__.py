@@ -1,0 +1,26 @@
+"""quiver: vector search whose hot path runs on training-free 2-bit codes."""
+
+from quiver.errors import (
+    CorruptIndexError,
+    DuplicateIdError,
+    FormatVersionError,
+    InvalidInputError,
+    QuiverError,
+)
+from quiver.flat import exact_search
+from quiver.index import Index
+from quiver.recall import recall_at_k
+from quiver.types import SearchResult
+
+__all__ = [
+    "CorruptIndexError",
+    "DuplicateIdError",
+    "FormatVersionError",
+    "Index",
+    "InvalidInputError",
+    "QuiverError",
+    "SearchResult",
+    "exact_search",
+    "recall_at_k",
+]
+__version__ = "0.1.0"

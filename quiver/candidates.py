@@ -1,0 +1,63 @@
+"""Fixed-capacity sorted candidate list and epoch-stamped visited set, as Numba kernels.
+
+The candidate list is three parallel arrays of capacity ``ef``: ``ids`` (int32 rows), ``dists``
+(int64 code distances, ascending) and ``done`` (whether the node was expanded). Insertion is a
+binary search plus a shift, which for ``ef`` up to a few hundred beats a heap and keeps the list
+sorted for the rerank.
+
+The visited set is a uint32 array of stamps, one per row: a row is visited in the current query
+when ``stamps[row] == epoch``. Starting a new query is ``epoch += 1``, so resetting costs nothing;
+only when the counter wraps around are the stamps zeroed (once every 4 billion queries).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def insert_candidate(
+    ids: np.ndarray, dists: np.ndarray, done: np.ndarray, count: int, node: int, dist: int
+) -> int:
+    """Insert ``(dist, node)`` keeping ``dists`` ascending (stable for ties).
+
+    Returns the insertion position, or -1 when the list is full and ``dist`` is not better
+    than its last entry. The caller updates ``count`` to ``min(count + 1, capacity)``.
+    """
+    capacity = ids.shape[0]
+    if count == capacity and dist >= dists[count - 1]:
+        return -1
+    lo = 0
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if dists[mid] <= dist:
+            lo = mid + 1
+        else:
+            hi = mid
+    last = count if count < capacity else capacity - 1
+    for i in range(last, lo, -1):
+        ids[i] = ids[i - 1]
+        dists[i] = dists[i - 1]
+        done[i] = done[i - 1]
+    ids[lo] = node
+    dists[lo] = dist
+    done[lo] = False
+    return lo
+
+
+@njit(cache=True, nogil=True)
+def next_epoch(stamps: np.ndarray, epochs: np.ndarray, slot: int) -> np.uint32:
+    """Advance the visited epoch of scratch ``slot``; zero its stamps when the counter wraps."""
+    e = np.uint32(epochs[slot] + np.uint32(1))
+    if e == 0:
+        stamps[slot, :] = 0
+        e = np.uint32(1)
+    epochs[slot] = e
+    return e
+
+
+def new_scratch(slots: int, capacity: int) -> tuple[np.ndarray, np.ndarray]:
+    """Allocate visited stamps (slots, capacity) uint32 and their epochs (slots,) uint32."""
+    return np.zeros((slots, capacity), dtype=np.uint32), np.zeros(slots, dtype=np.uint32)

@@ -1,0 +1,27 @@
+"""Exception types raised by quiver.
+
+Every error derives from :class:`QuiverError` and from the builtin it refines, so callers can
+catch either ``quiver.QuiverError`` or the familiar ``ValueError`` / ``KeyError`` / ``OSError``.
+"""
+
+from __future__ import annotations
+
+
+class QuiverError(Exception):
+    """Base class of every error quiver raises on purpose."""
+
+
+class InvalidInputError(QuiverError, ValueError):
+    """An argument has the wrong shape, dtype, range or value; nothing was changed."""
+
+
+class DuplicateIdError(QuiverError, ValueError):
+    """An id to add already exists in the index, or appears twice in one batch."""
+
+
+class FormatVersionError(QuiverError, ValueError):
+    """A saved index was written by an unknown (usually newer) on-disk format version."""
+
+
+class CorruptIndexError(QuiverError, OSError):
+    """A saved index directory is missing files or its files disagree with the manifest."""

@@ -1,0 +1,259 @@
+"""Vamana graph construction in code space (DiskANN's RobustPrune, batched and parallel).
+
+Points are inserted in rounds. In each round a batch of points is searched and pruned in
+parallel against the graph as it stood at the start of the round (each point writes only its
+own adjacency row, and no other node links to it yet); then the reverse edges are grouped by
+target and merged in parallel (each target row is owned by one iteration), re-pruning a target
+whose list overflows. Nothing depends on the thread count, so a seed fixes the graph.
+Only codes are read: the float vectors are never touched by the build.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from quiver import bq
+from quiver.candidates import next_epoch
+from quiver.kernels import code_distance
+from quiver.search import beam_search
+
+
+@njit(cache=True, nogil=True)
+def robust_prune(
+    codes: np.ndarray,
+    dim: int,
+    pool: np.ndarray,
+    pool_dists: np.ndarray,
+    alpha: float,
+    out: np.ndarray,
+) -> int:
+    """DiskANN RobustPrune over a pool sorted by distance to the target.
+
+    Keeps a candidate ``c`` unless an already kept ``k`` satisfies
+    ``alpha * d(k, c) <= d(target, c)`` (``c`` is then reached through ``k``). Stops at
+    ``len(out)`` kept. The pool must not contain the target. Ties are safe: the pool order is
+    fixed by the caller's stable sort, and a duplicate of a kept node is dropped, not looped on.
+    Returns the number of rows written to ``out``.
+    """
+    words = codes.shape[1] // 2
+    max_degree = out.shape[0]
+    kept = 0
+    for i in range(pool.shape[0]):
+        if kept == max_degree:
+            break
+        c = pool[i]
+        occluded = False
+        for j in range(kept):
+            if alpha * code_distance(codes[out[j]], codes[c], words, dim) <= pool_dists[i]:
+                occluded = True
+                break
+        if not occluded:
+            out[kept] = c
+            kept += 1
+    return kept
+
+
+@njit(cache=True, nogil=True)
+def _sorted_pool(
+    codes: np.ndarray, dim: int, target: int, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distances from ``target`` to ``rows`` and both arrays sorted by (distance, row)."""
+    words = codes.shape[1] // 2
+    d = np.empty(rows.shape[0], dtype=np.int64)
+    for i in range(rows.shape[0]):
+        d[i] = code_distance(codes[target], codes[rows[i]], words, dim)
+    # a composite key makes the order total, hence deterministic
+    order = np.argsort(d * (np.int64(1) << 32) + rows.astype(np.int64))
+    return rows[order], d[order]
+
+
+@njit(cache=True, nogil=True)
+def _link_point(
+    p: int,
+    codes: np.ndarray,
+    dim: int,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    entry: int,
+    alpha: float,
+    stamps: np.ndarray,
+    epochs: np.ndarray,
+    slot: int,
+    ids: np.ndarray,
+    dists: np.ndarray,
+    done: np.ndarray,
+    expanded: np.ndarray,
+    pool: np.ndarray,
+) -> int:
+    """Search for ``p`` from ``entry``, prune the visited nodes into ``adjacency[p]``."""
+    epoch = next_epoch(stamps, epochs, slot)
+    count, n_exp, _ = beam_search(
+        codes,
+        adjacency,
+        degrees,
+        dim,
+        codes[p],
+        entry,
+        stamps[slot],
+        epoch,
+        ids,
+        dists,
+        done,
+        expanded,
+    )
+    # pool = expanded nodes + final list, deduplicated with a fresh epoch
+    epoch = next_epoch(stamps, epochs, slot)
+    row_stamps = stamps[slot]
+    size = 0
+    for i in range(min(n_exp, expanded.shape[0])):
+        r = expanded[i]
+        if r != p and row_stamps[r] != epoch:
+            row_stamps[r] = epoch
+            pool[size] = r
+            size += 1
+    for i in range(count):
+        r = ids[i]
+        if r != p and row_stamps[r] != epoch:
+            row_stamps[r] = epoch
+            pool[size] = r
+            size += 1
+    rows, pool_dists = _sorted_pool(codes, dim, p, pool[:size])
+    return robust_prune(codes, dim, rows, pool_dists, alpha, adjacency[p])
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def link_batch(
+    batch: np.ndarray,
+    codes: np.ndarray,
+    dim: int,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    entry: int,
+    build_list_size: int,
+    alpha: float,
+    stamps: np.ndarray,
+    epochs: np.ndarray,
+    new_degrees: np.ndarray,
+) -> None:
+    """Search + prune every row of ``batch`` in parallel against the frozen graph.
+
+    Writes each point's out-edges to its own ``adjacency`` row and their count to
+    ``new_degrees``; ``degrees`` is left for the caller to update after the round.
+    """
+    n = batch.shape[0]
+    slots = min(stamps.shape[0], n)
+    for slot in prange(slots):
+        ids = np.empty(build_list_size, dtype=np.int32)
+        dists = np.empty(build_list_size, dtype=np.int64)
+        done = np.empty(build_list_size, dtype=np.bool_)
+        expanded = np.empty(4 * build_list_size, dtype=np.int32)
+        pool = np.empty(5 * build_list_size, dtype=np.int32)
+        for i in range(slot * n // slots, (slot + 1) * n // slots):
+            new_degrees[i] = _link_point(
+                batch[i],
+                codes,
+                dim,
+                adjacency,
+                degrees,
+                entry,
+                alpha,
+                stamps,
+                epochs,
+                slot,
+                ids,
+                dists,
+                done,
+                expanded,
+                pool,
+            )
+
+
+@njit(cache=True, nogil=True)
+def _merge_into(
+    q: int,
+    sources: np.ndarray,
+    codes: np.ndarray,
+    dim: int,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    alpha: float,
+) -> None:
+    """Add edges ``q -> sources`` to row ``q``; re-prune the row if it would overflow."""
+    max_degree = adjacency.shape[1]
+    deg = degrees[q]
+    fresh = np.empty(sources.shape[0], dtype=np.int32)
+    n_fresh = 0
+    for s in sources:
+        present = False
+        for j in range(deg):
+            if adjacency[q, j] == s:
+                present = True
+                break
+        if not present and s != q:
+            fresh[n_fresh] = s
+            n_fresh += 1
+    if deg + n_fresh <= max_degree:
+        adjacency[q, deg : deg + n_fresh] = fresh[:n_fresh]
+        degrees[q] = deg + n_fresh
+        return
+    pool = np.concatenate((adjacency[q, :deg].copy(), fresh[:n_fresh]))
+    rows, pool_dists = _sorted_pool(codes, dim, q, pool)
+    kept = robust_prune(codes, dim, rows, pool_dists, alpha, adjacency[q])
+    adjacency[q, kept:] = -1
+    degrees[q] = kept
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def merge_reverse_edges(
+    batch: np.ndarray,
+    codes: np.ndarray,
+    dim: int,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    alpha: float,
+) -> None:
+    """Add the reverse of every out-edge of ``batch``, grouped by target, targets in parallel."""
+    total = 0
+    for p in batch:
+        total += degrees[p]
+    targets = np.empty(total, dtype=np.int64)
+    sources = np.empty(total, dtype=np.int32)
+    t = 0
+    for p in batch:
+        for j in range(degrees[p]):
+            targets[t] = adjacency[p, j]
+            sources[t] = p
+            t += 1
+    order = np.argsort(targets * (np.int64(1) << 32) + sources.astype(np.int64))
+    targets = targets[order]
+    sources = sources[order]
+    starts = np.empty(total + 1, dtype=np.int64)
+    groups = 0
+    for i in range(total):
+        if i == 0 or targets[i] != targets[i - 1]:
+            starts[groups] = i
+            groups += 1
+    starts[groups] = total
+    for g in prange(groups):
+        lo = starts[g]
+        hi = starts[g + 1]
+        _merge_into(targets[lo], sources[lo:hi], codes, dim, adjacency, degrees, alpha)
+
+
+def code_medoid(codes: np.ndarray, dim: int, chunk: int = 65536) -> int:
+    """Row minimising the summed code distance to all rows: ``argmax_i v_i . sum_j v_j``.
+
+    Exact, because the code distance is ``4 D - v_a . v_b`` (linear in each side).
+    """
+    n = codes.shape[0]
+    total = np.zeros(dim, dtype=np.int64)
+    for s in range(0, n, chunk):
+        total += bq.code_values(codes[s : s + chunk], dim).sum(axis=0, dtype=np.int64)
+    best_row, best_score = 0, None
+    for s in range(0, n, chunk):
+        scores = bq.code_values(codes[s : s + chunk], dim).astype(np.int64) @ total
+        i = int(np.argmax(scores))
+        if best_score is None or scores[i] > best_score:
+            best_row, best_score = s + i, scores[i]
+    return best_row

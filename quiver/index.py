@@ -1,0 +1,512 @@
+"""The public embedded index: 2-bit codes + Vamana graph in RAM, float32 vectors on disk."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numba
+import numpy as np
+from numba.typed import List as TypedList
+
+from quiver import bq, graph, store
+from quiver.candidates import new_scratch
+from quiver.errors import CorruptIndexError, DuplicateIdError, InvalidInputError
+from quiver.metrics import METRIC_NAMES, Metric, parse_metric
+from quiver.params import DEFAULT_EF, BuildParams
+from quiver.search import search_batch, search_serial
+from quiver.types import SearchResult
+from quiver.validation import as_ids, as_matrix, positive_int
+
+logger = logging.getLogger(__name__)
+
+_MIN_BATCH = 256  # smallest round size once the graph is big enough: keeps threads busy
+_BATCH_FRACTION = 0.02  # largest round = 2% of the points (ParlayANN-style prefix doubling)
+
+
+class Index:
+    """A 2-bit-code Vamana index with exact float32 rerank.
+
+    Parameters
+    ----------
+    dim : vector dimension.
+    metric : ``"cosine"`` (distance ``1 - cos``; vectors are stored unit-normalised),
+        ``"ip"`` (``-dot``) or ``"l2"`` (squared Euclidean).
+    max_degree : graph out-degree R (memory: 4 bytes per slot per point).
+    build_list_size : candidates searched per inserted point (L); higher = better graph, slower.
+    alpha : RobustPrune slack (>= 1); higher keeps more long edges.
+    seed : fixes the insertion order and hence the graph.
+    num_threads : threads for ``add`` and ``search`` (default: Numba's, i.e. all cores).
+
+    Thread safety: concurrent ``search`` calls are safe; ``add`` and ``save`` must not run
+    concurrently with each other or with searches (they are serialised by a lock, searches
+    are not).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        metric: str = "cosine",
+        *,
+        max_degree: int = BuildParams.max_degree,
+        build_list_size: int = BuildParams.build_list_size,
+        alpha: float = BuildParams.alpha,
+        seed: int = 0,
+        num_threads: int | None = None,
+    ) -> None:
+        self._dim = positive_int(dim, "dim")
+        self._metric = parse_metric(metric)
+        self._params = BuildParams(int(max_degree), int(build_list_size), float(alpha), int(seed))
+        self._num_threads = self._check_threads(num_threads)
+        words = bq.words_per_plane(self._dim)
+        self._count = 0
+        self._codes = np.zeros((0, 2 * words), dtype=np.uint64)
+        self._adjacency = np.full((0, self._params.max_degree), -1, dtype=np.int32)
+        self._degrees = np.zeros(0, dtype=np.int32)
+        self._labels = np.full(0, -1, dtype=np.int64)
+        self._entry = -1
+        self._next_id = 0
+        self._segments: list[np.ndarray] = []  # read-only float views, file-backed first
+        self._segment_files: list[Path | None] = []  # None = in memory (the tail)
+        self._tail = np.zeros((0, self._dim), dtype=np.float32)
+        self._tail_count = 0
+        self._typed_segments: Any = None
+        self._segment_starts = np.zeros(1, dtype=np.int64)
+        self._scratch: list[tuple[np.ndarray, np.ndarray]] = []
+        self._scratch_lock = threading.Lock()
+        self._write_lock = threading.RLock()
+        self._build_seconds = 0.0
+        self._path: Path | None = None
+        self._generation = 0
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Vector dimension."""
+        return self._dim
+
+    @property
+    def metric(self) -> str:
+        """Metric name: ``"cosine"``, ``"ip"`` or ``"l2"``."""
+        return METRIC_NAMES[self._metric]
+
+    @property
+    def params(self) -> BuildParams:
+        """Build parameters."""
+        return self._params
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        p = self._params
+        return (
+            f"Index(dim={self._dim}, metric={self.metric!r}, count={self._count}, "
+            f"max_degree={p.max_degree}, build_list_size={p.build_list_size}, alpha={p.alpha})"
+        )
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _check_threads(num_threads: int | None) -> int | None:
+        if num_threads is None:
+            return None
+        n = positive_int(num_threads, "num_threads")
+        limit = numba.config.NUMBA_NUM_THREADS
+        if n > limit:
+            raise InvalidInputError(f"num_threads must be <= {limit} (NUMBA_NUM_THREADS), got {n}")
+        return n
+
+    def _threads(self, num_threads: int | None) -> int:
+        n = self._check_threads(num_threads)
+        if n is None:
+            n = self._num_threads
+        return n if n is not None else numba.config.NUMBA_NUM_THREADS
+
+    def _prepare(self, x: np.ndarray) -> np.ndarray:
+        """Normalise rows in place for cosine (``x`` is already our own copy)."""
+        if self._metric == Metric.COSINE:
+            norms = np.linalg.norm(x, axis=1, keepdims=True)
+            norms[norms == 0] = 1.0
+            x /= norms
+        return x
+
+    def _capacity(self) -> int:
+        return self._codes.shape[0]
+
+    def _reserve(self, needed: int) -> None:
+        """Grow the hot arrays (amortised x1.5) so that ``needed`` rows fit."""
+        cap = self._capacity()
+        if needed <= cap:
+            return
+        new_cap = max(needed, int(cap * 1.5) + 16)
+
+        def grow(a: np.ndarray, fill: int) -> np.ndarray:
+            out = np.full((new_cap,) + a.shape[1:], fill, dtype=a.dtype)
+            out[: self._count] = a[: self._count]
+            return out
+
+        self._codes = grow(self._codes, 0)
+        self._adjacency = grow(self._adjacency, -1)
+        self._degrees = grow(self._degrees, 0)
+        self._labels = grow(self._labels, -1)
+        with self._scratch_lock:
+            self._scratch = []  # sized to the old capacity
+
+    def _append_floats(self, x: np.ndarray) -> None:
+        """Append rows to the in-memory tail segment (grown amortised)."""
+        need = self._tail_count + x.shape[0]
+        if need > self._tail.shape[0]:
+            tail = np.empty((max(need, int(self._tail.shape[0] * 1.5) + 16), self._dim), np.float32)
+            tail[: self._tail_count] = self._tail[: self._tail_count]
+            self._tail = tail
+        self._tail[self._tail_count : need] = x
+        self._tail_count = need
+        self._refresh_segments()
+
+    def _refresh_segments(self) -> None:
+        """Rebuild the typed segment list handed to the kernels (file segments + tail)."""
+        views = [
+            s for s, f in zip(self._segments, self._segment_files, strict=True) if f is not None
+        ]
+        files = [f for f in self._segment_files if f is not None]
+        if self._tail_count:
+            tail = self._tail[: self._tail_count]
+            tail.flags.writeable = False
+            views.append(tail)
+            files.append(None)
+        self._segments, self._segment_files = views, files
+        starts = np.zeros(len(views) + 1, dtype=np.int64)
+        starts[1:] = np.cumsum([v.shape[0] for v in views])
+        self._segment_starts = starts
+        typed = TypedList()
+        for v in views:
+            typed.append(v)
+        self._typed_segments = typed if views else None
+
+    def _acquire_scratch(self, slots: int) -> tuple[np.ndarray, np.ndarray]:
+        cap = self._capacity()
+        with self._scratch_lock:
+            for i, (stamps, _) in enumerate(self._scratch):
+                if stamps.shape[0] >= slots and stamps.shape[1] == cap:
+                    return self._scratch.pop(i)
+        return new_scratch(slots, cap)
+
+    def _release_scratch(self, scratch: tuple[np.ndarray, np.ndarray]) -> None:
+        if scratch[0].shape[1] == self._capacity():
+            with self._scratch_lock:
+                self._scratch.append(scratch)
+
+    # ------------------------------------------------------------------ add
+    def add(self, vectors: Any, ids: Any = None) -> np.ndarray:
+        """Insert vectors (one 1-D vector or a 2-D batch) into the graph; return their ids.
+
+        ``ids=None`` assigns consecutive ids after the largest so far. Ids are non-negative
+        int64 and must be new: an id that exists, or repeats within the batch, raises
+        :class:`DuplicateIdError` and nothing is stored.
+        """
+        x = as_matrix(vectors, self._dim)
+        n_new = x.shape[0]
+        with self._write_lock:
+            if ids is None:
+                labels = np.arange(self._next_id, self._next_id + n_new, dtype=np.int64)
+            else:
+                labels = as_ids(ids, n_new)
+                clash = np.isin(labels, self._labels[: self._count])
+                if clash.any():
+                    raise DuplicateIdError(
+                        f"{int(clash.sum())} ids already exist in the index, e.g. "
+                        f"{int(labels[clash][0])} (replacing belongs to the database layer)"
+                    )
+            x = self._prepare(x)
+            start = self._count
+            self._reserve(start + n_new)
+            bq.encode(x, out=self._codes[start : start + n_new])
+            self._labels[start : start + n_new] = labels
+            self._append_floats(x)
+            t0 = time.perf_counter()
+            self._insert_rows(start, n_new)
+            self._build_seconds += time.perf_counter() - t0
+            self._count = start + n_new
+            self._next_id = max(self._next_id, int(labels.max()) + 1)
+            return labels
+
+    def _insert_rows(self, start: int, n_new: int) -> None:
+        """Link rows ``start .. start + n_new`` into the graph in rounds (see quiver.graph)."""
+        rng = np.random.default_rng([self._params.seed, start])
+        order = (start + rng.permutation(n_new)).astype(np.int32)
+        inserted = start
+        if start == 0:
+            self._entry = start + graph.code_medoid(self._codes[start : start + n_new], self._dim)
+            order = np.concatenate(([self._entry], order[order != self._entry])).astype(np.int32)
+            inserted = 1  # the entry point starts the graph alone
+        threads = self._threads(None)
+        stamps, epochs = new_scratch(threads, self._capacity())
+        new_degrees = np.zeros(n_new, dtype=np.int32)
+        max_batch = max(_MIN_BATCH, int(_BATCH_FRACTION * (start + n_new)))
+        done = inserted - start
+        with _NumbaThreads(threads):
+            while done < n_new:
+                size = min(n_new - done, max(1, min(inserted, max_batch)))
+                batch = order[done : done + size]
+                graph.link_batch(
+                    batch,
+                    self._codes,
+                    self._dim,
+                    self._adjacency,
+                    self._degrees,
+                    self._entry,
+                    self._params.build_list_size,
+                    self._params.alpha,
+                    stamps,
+                    epochs,
+                    new_degrees[:size],
+                )
+                self._degrees[batch] = new_degrees[:size]
+                graph.merge_reverse_edges(
+                    batch,
+                    self._codes,
+                    self._dim,
+                    self._adjacency,
+                    self._degrees,
+                    self._params.alpha,
+                )
+                done += size
+                inserted += size
+                logger.debug("linked %d / %d points", done, n_new)
+
+    # ------------------------------------------------------------------ search
+    def _check_search_args(self, k: Any, ef: Any, rerank: Any) -> tuple[int, int, int]:
+        k = positive_int(k, "k")
+        ef = positive_int(ef, "ef")
+        if ef < k:
+            raise InvalidInputError(f"ef must be >= k: got ef={ef}, k={k}")
+        rerank = ef if rerank is None else positive_int(rerank, "rerank")
+        if not k <= rerank <= ef:
+            raise InvalidInputError(f"rerank must be in [k, ef] = [{k}, {ef}], got {rerank}")
+        return k, ef, rerank
+
+    def _search(
+        self, queries: Any, k: Any, ef: Any, rerank: Any, num_threads: int | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q = as_matrix(queries, self._dim, "queries")
+        k, ef, rerank = self._check_search_args(k, ef, rerank)
+        nq = q.shape[0]
+        out_ids = np.full((nq, k), -1, dtype=np.int64)
+        out_dists = np.full((nq, k), np.inf, dtype=np.float32)
+        out_ndist = np.zeros(nq, dtype=np.int64)
+        if self._count == 0:
+            return out_ids, out_dists, out_ndist
+        q = self._prepare(q)
+        query_codes = bq.encode(q)
+        threads = min(self._threads(num_threads), nq)
+        kernel = search_serial if threads == 1 else search_batch
+        scratch = self._acquire_scratch(threads)
+        try:
+            with _NumbaThreads(threads):
+                kernel(
+                    self._codes,
+                    self._adjacency,
+                    self._degrees,
+                    self._dim,
+                    self._entry,
+                    query_codes,
+                    q,
+                    ef,
+                    rerank,
+                    int(self._metric),
+                    self._typed_segments,
+                    self._segment_starts,
+                    self._labels,
+                    scratch[0][:threads],
+                    scratch[1][:threads],
+                    out_ids,
+                    out_dists,
+                    out_ndist,
+                )
+        finally:
+            self._release_scratch(scratch)
+        return out_ids, out_dists, out_ndist
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        ef: int = DEFAULT_EF,
+        rerank: int | None = None,
+        *,
+        num_threads: int | None = None,
+    ) -> SearchResult:
+        """Return the ``k`` nearest stored vectors of each query.
+
+        Beam search over the 2-bit codes with list size ``ef``, then the best ``rerank``
+        candidates (default: all ``ef``) are re-scored with exact float32 distances.
+        Always 2-D: ``ids`` int64 (q, k) padded with -1 and ``distances`` float32 (q, k)
+        padded with inf when fewer than ``k`` points exist. Distances are exact, smaller =
+        closer: cosine ``1 - cos``, ip ``-dot``, l2 squared.
+        """
+        ids, dists, _ = self._search(queries, k, ef, rerank, num_threads)
+        return SearchResult(ids, dists)
+
+    def search_stats(
+        self, queries: Any, k: int = 10, ef: int = DEFAULT_EF, rerank: int | None = None
+    ) -> dict[str, float]:
+        """Work done by :meth:`search`: code distances per query (mean, max) and per point."""
+        _, _, ndist = self._search(queries, k, ef, rerank, None)
+        return {
+            "mean_distances": float(ndist.mean()),
+            "max_distances": float(ndist.max()),
+            "fraction_of_points": float(ndist.mean() / max(self._count, 1)),
+        }
+
+    # ------------------------------------------------------------------ stats
+    def stats(self) -> dict[str, Any]:
+        """Counts, memory and parameters.
+
+        ``hot_bytes`` is what search keeps in RAM as allocated (codes + adjacency with spare
+        slots + degrees + id map); ``cold_bytes`` the float32 vectors (memory-mapped files
+        plus vectors added since the last save).
+        """
+        hot = (
+            self._codes.nbytes + self._adjacency.nbytes + self._degrees.nbytes + self._labels.nbytes
+        )
+        cold = sum(s.nbytes for s in self._segments)
+        degrees = self._degrees[: self._count]
+        return {
+            "count": self._count,
+            "dim": self._dim,
+            "metric": self.metric,
+            "hot_bytes": int(hot),
+            "cold_bytes": int(cold),
+            "code_bytes_per_vector": bq.code_bytes(self._dim),
+            "build_seconds": round(self._build_seconds, 3),
+            "mean_degree": float(degrees.mean()) if self._count else 0.0,
+            "entry_point": int(self._labels[self._entry]) if self._count else None,
+            "segments": len(self._segments),
+            "path": str(self._path) if self._path else None,
+            **self._params.to_dict(),
+        }
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write the index to directory ``path`` (created if needed), crash-safely.
+
+        Float vectors added since the last save go to a new Arrow segment; existing segments
+        are kept (or copied when saving elsewhere). The manifest is published last, so a crash
+        leaves the previous save readable.
+        """
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        with self._write_lock:
+            try:
+                previous = store.read_manifest(directory)["generation"]
+            except (FileNotFoundError, ValueError, KeyError):
+                previous = 0
+            gen = max(previous, self._generation) + 1
+            segments, new_files = [], []
+            for i, (view, src) in enumerate(zip(self._segments, self._segment_files, strict=True)):
+                if src is not None and src.parent.resolve() == directory.resolve():
+                    name = src.name
+                else:
+                    name = f"vectors-g{gen}-{i}.arrow"
+                    if src is None:
+                        store.write_segment(directory / name, view)
+                    else:
+                        shutil.copyfile(src, directory / name)
+                    new_files.append((i, directory / name))
+                segments.append({"file": name, "rows": int(view.shape[0])})
+            n = self._count
+            files = {}
+            for key, arr in (
+                ("codes", self._codes[:n]),
+                ("adjacency", self._adjacency[:n]),
+                ("degrees", self._degrees[:n]),
+                ("labels", self._labels[:n]),
+            ):
+                files[key] = f"{key}-g{gen}.npy"
+                store.save_array(directory / files[key], arr)
+            manifest = {
+                "format_version": store.FORMAT_VERSION,
+                "generation": gen,
+                "dim": self._dim,
+                "metric": self.metric,
+                "count": n,
+                "entry_point": int(self._entry),
+                "next_id": int(self._next_id),
+                "build_seconds": self._build_seconds,
+                "params": self._params.to_dict(),
+                "vectors_normalized": self._metric == Metric.COSINE,
+                "segments": segments,
+                "files": files,
+            }
+            store.write_manifest(directory, manifest)
+            store.remove_unreferenced(directory, manifest)
+            self._generation = gen
+            self._path = directory
+            # swap written in-memory vectors for their memory-mapped files
+            for i, file in new_files:
+                self._segments[i] = store.open_segment(file, self._dim)
+                self._segment_files[i] = file
+            if self._tail_count and self._segment_files[-1] is not None:
+                self._tail = np.zeros((0, self._dim), dtype=np.float32)
+                self._tail_count = 0
+            self._refresh_segments()
+
+    @classmethod
+    def open(cls, path: str | Path, *, num_threads: int | None = None) -> Index:
+        """Open a saved index: hot arrays are loaded, float vectors are memory-mapped."""
+        directory = Path(path)
+        manifest = store.read_manifest(directory)
+        params = manifest["params"]
+        index = cls(
+            manifest["dim"],
+            manifest["metric"],
+            max_degree=params["max_degree"],
+            build_list_size=params["build_list_size"],
+            alpha=params["alpha"],
+            seed=params["seed"],
+            num_threads=num_threads,
+        )
+        files = manifest["files"]
+        index._codes = store.load_array(directory / files["codes"])
+        index._adjacency = store.load_array(directory / files["adjacency"])
+        index._degrees = store.load_array(directory / files["degrees"])
+        index._labels = store.load_array(directory / files["labels"])
+        index._count = int(manifest["count"])
+        for seg in manifest["segments"]:
+            file = directory / seg["file"]
+            if not file.is_file():
+                raise CorruptIndexError(f"{directory}: segment {seg['file']} is missing")
+            index._segments.append(store.open_segment(file, index._dim))
+            index._segment_files.append(file)
+        total = sum(s.shape[0] for s in index._segments)
+        if total != index._count or index._codes.shape[0] != index._count:
+            raise CorruptIndexError(
+                f"{directory}: manifest count {index._count} disagrees with {total} vectors and "
+                f"{index._codes.shape[0]} codes"
+            )
+        index._entry = int(manifest["entry_point"])
+        index._next_id = int(manifest["next_id"])
+        index._build_seconds = float(manifest["build_seconds"])
+        index._generation = int(manifest["generation"])
+        index._path = directory
+        index._refresh_segments()
+        return index
+
+
+class _NumbaThreads:
+    """Context manager: run Numba parallel kernels with ``n`` threads on this thread."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+        self._old = 0
+
+    def __enter__(self) -> None:
+        self._old = numba.get_num_threads()
+        numba.set_num_threads(self._n)
+
+    def __exit__(self, *exc: object) -> None:
+        numba.set_num_threads(self._old)

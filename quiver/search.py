@@ -1,0 +1,237 @@
+"""Beam search over the 2-bit codes, then exact float32 rerank: one query and batches.
+
+Shared by graph construction (which records the expanded nodes as prune candidates) and by
+queries (which rerank the best candidates with exact float distances).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+from quiver.candidates import insert_candidate, next_epoch
+from quiver.kernels import code_distance
+from quiver.rerank import rerank_top_k
+
+
+@njit(cache=True, nogil=True)
+def beam_search(
+    codes: np.ndarray,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    dim: int,
+    query: np.ndarray,
+    entry: int,
+    stamps: np.ndarray,
+    epoch: np.uint32,
+    ids: np.ndarray,
+    dists: np.ndarray,
+    done: np.ndarray,
+    expanded: np.ndarray,
+) -> tuple[int, int, int]:
+    """Greedy best-first search in code space from ``entry`` with list size ``len(ids)``.
+
+    ``codes`` (n, 2W) uint64; ``adjacency`` (n, R) int32 padded with -1 past ``degrees[row]``;
+    ``query`` one code row; ``stamps`` the visited stamps (n,) uint32 of this thread, current
+    when equal to ``epoch``; ``ids``/``dists``/``done`` the candidate list (capacity = ef);
+    ``expanded`` receives the expanded rows in order (pass an empty array to skip).
+
+    Returns ``(count, n_expanded, n_distances)``: candidates in the list, nodes expanded (all of
+    them, even past the capacity of ``expanded``) and code distances computed.
+    """
+    words = codes.shape[1] // 2
+    stamps[entry] = epoch
+    count = 1
+    ids[0] = entry
+    dists[0] = code_distance(query, codes[entry], words, dim)
+    done[0] = False
+    n_dist = 1
+    n_expanded = 0
+    cur = 0
+    while cur < count:
+        node = ids[cur]
+        done[cur] = True
+        if n_expanded < expanded.shape[0]:
+            expanded[n_expanded] = node
+        n_expanded += 1
+        best_new = count
+        for j in range(degrees[node]):
+            nb = adjacency[node, j]
+            if stamps[nb] == epoch:
+                continue
+            stamps[nb] = epoch
+            d = code_distance(query, codes[nb], words, dim)
+            n_dist += 1
+            pos = insert_candidate(ids, dists, done, count, nb, d)
+            if pos >= 0:
+                if count < ids.shape[0]:
+                    count += 1
+                if pos < best_new:
+                    best_new = pos
+        if best_new < cur:
+            cur = best_new
+        while cur < count and done[cur]:
+            cur += 1
+    return count, n_expanded, n_dist
+
+
+@njit(cache=True, nogil=True)
+def _search_range(
+    start: int,
+    stop: int,
+    slot: int,
+    codes: np.ndarray,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    dim: int,
+    entry: int,
+    query_codes: np.ndarray,
+    queries: np.ndarray,
+    ef: int,
+    rerank: int,
+    metric: int,
+    segments,
+    segment_starts: np.ndarray,
+    labels: np.ndarray,
+    stamps: np.ndarray,
+    epochs: np.ndarray,
+    out_ids: np.ndarray,
+    out_dists: np.ndarray,
+    out_ndist: np.ndarray,
+) -> None:
+    """Search queries ``start..stop`` with the scratch of ``slot`` (one thread's share)."""
+    ids = np.empty(ef, dtype=np.int32)
+    dists = np.empty(ef, dtype=np.int64)
+    done = np.empty(ef, dtype=np.bool_)
+    no_record = np.empty(0, dtype=np.int32)
+    for qi in range(start, stop):
+        epoch = next_epoch(stamps, epochs, slot)
+        count, _, n_dist = beam_search(
+            codes,
+            adjacency,
+            degrees,
+            dim,
+            query_codes[qi],
+            entry,
+            stamps[slot],
+            epoch,
+            ids,
+            dists,
+            done,
+            no_record,
+        )
+        out_ndist[qi] = n_dist
+        rerank_top_k(
+            queries[qi],
+            ids[: min(count, rerank)],
+            metric,
+            segments,
+            segment_starts,
+            labels,
+            out_ids[qi],
+            out_dists[qi],
+        )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def search_batch(
+    codes: np.ndarray,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    dim: int,
+    entry: int,
+    query_codes: np.ndarray,
+    queries: np.ndarray,
+    ef: int,
+    rerank: int,
+    metric: int,
+    segments,
+    segment_starts: np.ndarray,
+    labels: np.ndarray,
+    stamps: np.ndarray,
+    epochs: np.ndarray,
+    out_ids: np.ndarray,
+    out_dists: np.ndarray,
+    out_ndist: np.ndarray,
+) -> None:
+    """Search many queries in parallel: one contiguous range of queries per scratch slot.
+
+    ``stamps`` (slots, n) / ``epochs`` (slots,) are the visited sets, one slot per range;
+    outputs ``out_ids`` int64 (q, k) (-1 padded), ``out_dists`` float32 (q, k) (inf padded) and
+    ``out_ndist`` the number of code distances computed per query.
+    """
+    nq = query_codes.shape[0]
+    slots = min(stamps.shape[0], nq)
+    for slot in prange(slots):
+        start = slot * nq // slots
+        stop = (slot + 1) * nq // slots
+        _search_range(
+            start,
+            stop,
+            slot,
+            codes,
+            adjacency,
+            degrees,
+            dim,
+            entry,
+            query_codes,
+            queries,
+            ef,
+            rerank,
+            metric,
+            segments,
+            segment_starts,
+            labels,
+            stamps,
+            epochs,
+            out_ids,
+            out_dists,
+            out_ndist,
+        )
+
+
+@njit(cache=True, nogil=True)
+def search_serial(
+    codes: np.ndarray,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    dim: int,
+    entry: int,
+    query_codes: np.ndarray,
+    queries: np.ndarray,
+    ef: int,
+    rerank: int,
+    metric: int,
+    segments,
+    segment_starts: np.ndarray,
+    labels: np.ndarray,
+    stamps: np.ndarray,
+    epochs: np.ndarray,
+    out_ids: np.ndarray,
+    out_dists: np.ndarray,
+    out_ndist: np.ndarray,
+) -> None:
+    """Same contract as :func:`search_batch` on the calling thread (small batches)."""
+    _search_range(
+        0,
+        query_codes.shape[0],
+        0,
+        codes,
+        adjacency,
+        degrees,
+        dim,
+        entry,
+        query_codes,
+        queries,
+        ef,
+        rerank,
+        metric,
+        segments,
+        segment_starts,
+        labels,
+        stamps,
+        epochs,
+        out_ids,
+        out_dists,
+        out_ndist,
+    )

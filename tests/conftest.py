@@ -1,0 +1,22 @@
+"""Shared fixtures: seeded data and the bundled real-data slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def low_rank_data(n: int, dim: int, rank: int = 16, seed: int = 0) -> np.ndarray:
+    """Seeded low-rank Gaussian data plus small noise: structured enough for 2-bit codes."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((rank, dim)).astype(np.float32)
+    x = rng.standard_normal((n, rank)).astype(np.float32) @ basis
+    return (x + 0.1 * rng.standard_normal((n, dim))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def wordnet():
+    """The committed MiniLM-on-WordNet slice (20k train, 1k held-out queries, 384-d)."""
+    from bench.bundled import load_wordnet_slice
+
+    return load_wordnet_slice()

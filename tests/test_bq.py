@@ -1,0 +1,99 @@
+"""2-bit sign-magnitude codes and the code distance against a plain-numpy reference."""
+
+from __future__ import annotations
+
+import re
+
+import numba
+import numpy as np
+import pytest
+
+from quiver import bq
+from quiver.kernels import code_distance_kernel, code_distance_matrix, code_distances_to
+
+DIMS = [1, 3, 63, 64, 65, 97, 384, 768, 3072]
+
+
+def _special_rows(dim: int, rng: np.random.Generator) -> np.ndarray:
+    """Random rows plus zero, constant, negated, duplicated and tied rows."""
+    x = rng.standard_normal((24, dim)).astype(np.float32)
+    x[0] = 0.0
+    x[1] = 1.0
+    x[2] = -3.0
+    x[3] = x[4]
+    x[5] = -x[6]
+    x[7] = 2.0 * x[8]  # same code as row 8 (scale invariance)
+    x[9] = np.sign(x[10])  # all equal magnitudes: no strong bits
+    return x
+
+
+@pytest.mark.parametrize("dim", DIMS)
+def test_code_distance_matches_numpy_reference(dim: int) -> None:
+    rng = np.random.default_rng(dim)
+    codes = bq.encode(_special_rows(dim, rng))
+    got = code_distance_matrix(codes, codes, dim)
+    want = bq.reference_distance(codes, codes, dim)
+    np.testing.assert_array_equal(got, want)
+    assert got.min() >= 0 and got.max() <= 8 * dim
+    np.testing.assert_array_equal(got, got.T)  # symmetric
+
+
+@pytest.mark.parametrize("dim", [3, 97, 384])
+def test_code_distances_to_rows(dim: int) -> None:
+    rng = np.random.default_rng(1)
+    codes = bq.encode(rng.standard_normal((50, dim)).astype(np.float32))
+    rows = rng.integers(0, 50, 30).astype(np.int32)
+    out = np.empty(30, dtype=np.int64)
+    code_distances_to(codes[7], codes, rows, dim, out)
+    np.testing.assert_array_equal(out, bq.reference_distance(codes[7:8], codes[rows], dim)[0])
+
+
+def test_encoding_follows_the_definition() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((10, 130)).astype(np.float32)
+    x[0, :5] = 0.0
+    values = bq.code_values(bq.encode(x), 130)
+    tau = np.abs(x).mean(axis=1, keepdims=True)
+    sign = np.where(x > 0, 1, -1)
+    magnitude = np.where(np.abs(x) > tau, 2, 1)
+    np.testing.assert_array_equal(values, sign * magnitude)
+    assert (values[0, :5] == -1).all()  # zero counts as negative, weak
+
+
+def test_tail_bits_are_zero_and_layout_is_two_planes() -> None:
+    x = np.ones((1, 65), dtype=np.float32)
+    x[0, 64] = 5.0
+    codes = bq.encode(x)
+    assert codes.shape == (1, 4) and codes.dtype == np.uint64
+    pos, strong = codes[0, :2], codes[0, 2:]
+    assert pos[0] == np.uint64(2**64 - 1) and pos[1] == 1  # dim 64 is bit 0 of word 1
+    assert strong[0] == 0 and strong[1] == 1  # only dim 64 exceeds tau
+    assert bq.code_bytes(384) == 96 and bq.code_bytes(768) == 192
+
+
+def test_zero_vector_is_all_negative_weak_and_self_distance_is_3d() -> None:
+    codes = bq.encode(np.zeros((1, 100), dtype=np.float32))
+    assert not codes.any()
+    assert code_distance_matrix(codes, codes, 100)[0, 0] == 3 * 100
+
+
+def test_chunked_encoding_equals_one_shot(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = np.random.default_rng(3).standard_normal((1000, 77)).astype(np.float32)
+    whole = bq.encode(x)
+    monkeypatch.setattr(bq, "_ENCODE_CHUNK_ROWS", 64)
+    np.testing.assert_array_equal(bq.encode(x), whole)
+
+
+def test_distance_kernel_uses_hardware_popcount() -> None:
+    codes = bq.encode(np.random.default_rng(4).standard_normal((2, 384)).astype(np.float32))
+    # a fresh, uncached dispatcher of the same kernel: Numba cannot inspect cached machine code
+    kernel = numba.njit(nogil=True)(code_distance_kernel.py_func)
+    assert kernel(codes[0], codes[1], 6, 384) == code_distance_kernel(codes[0], codes[1], 6, 384)
+    with open("/proc/cpuinfo", encoding="utf-8") as fh:
+        has_popcnt = " popcnt" in fh.read()
+    if not has_popcnt:
+        pytest.skip("this CPU has no POPCNT instruction")
+    asm = "\n".join(kernel.inspect_asm().values())
+    assert re.search(r"\bv?popcnt[qwl]?\b", asm), (
+        "no popcnt instruction in the kernel's machine code"
+    )
