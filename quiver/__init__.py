@@ -8,7 +8,7 @@ from quiver.errors import (
     QuiverError,
 )
 from quiver.flat import exact_search
-from quiver.index import Index
+from quiver.index import Index, warmup
 from quiver.recall import recall_at_k
 from quiver.types import SearchResult
 
@@ -22,5 +22,6 @@ __all__ = [
     "SearchResult",
     "exact_search",
     "recall_at_k",
+    "warmup",
 ]
 __version__ = "0.1.0"

@@ -147,3 +147,17 @@ def test_constructor_validation() -> None:
         quiver.Index(8, alpha=0.5)
     with pytest.raises(InvalidInputError, match="max_degree"):
         quiver.Index(8, max_degree=1)
+
+
+def test_concurrent_searches_from_threads_match_serial_results() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = low_rank_data(3000, 48, rank=12, seed=11)
+    index = quiver.Index(48, "cosine")
+    index.add(x)
+    batches = [x[i : i + 40] + 0.01 for i in range(0, 800, 40)]
+    expected = [index.search(b, k=5, ef=32).ids for b in batches]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda b: index.search(b, k=5, ef=32).ids, batches * 3))
+    for i, ids in enumerate(got):
+        np.testing.assert_array_equal(ids, expected[i % len(batches)])

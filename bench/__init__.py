@@ -1,0 +1,1 @@
+"""Benchmark tooling: real-data generators and bundled data slices for quiver."""

@@ -1,0 +1,1 @@
+"""quiver's HTTP service (FastAPI + uvicorn). Not built yet: see the server issue."""
