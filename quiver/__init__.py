@@ -7,7 +7,7 @@ from quiver.errors import (
     InvalidInputError,
     QuiverError,
 )
-from quiver.flat import exact_search
+from quiver.flat import FlatIndex, exact_search
 from quiver.index import Index, warmup
 from quiver.recall import recall_at_k
 from quiver.types import SearchResult
@@ -15,6 +15,7 @@ from quiver.types import SearchResult
 __all__ = [
     "CorruptIndexError",
     "DuplicateIdError",
+    "FlatIndex",
     "FormatVersionError",
     "Index",
     "InvalidInputError",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from quiver.metrics import Metric, parse_metric
+from quiver.types import SearchResult
 
 _QUERY_BLOCK = 1024
 _BASE_BLOCK = 65536
@@ -100,3 +101,55 @@ def exact_search(
         ids[q0 : q0 + q.shape[0], :take] = np.take_along_axis(best_i, order, axis=1)
         dists[q0 : q0 + q.shape[0], :take] = np.take_along_axis(exact, order, axis=1)
     return ids, dists
+
+
+class FlatIndex:
+    """Exact brute-force index with the same ``add`` / ``search`` contract as :class:`Index`.
+
+    The recall oracle: every query scans every vector (float32, blocked). Ids follow the same
+    rules as ``Index`` (non-negative int64, consecutive when not given, no duplicates).
+    """
+
+    def __init__(self, dim: int, metric: str | Metric = "cosine") -> None:
+        from quiver.validation import positive_int
+
+        self._dim = positive_int(dim, "dim")
+        self._metric = parse_metric(metric)
+        self._chunks: list[np.ndarray] = []
+        self._labels = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self._labels.shape[0])
+
+    def add(self, vectors: object, ids: object = None) -> np.ndarray:
+        """Store vectors (copied); return their ids."""
+        from quiver.errors import DuplicateIdError
+        from quiver.validation import as_ids, as_matrix
+
+        x = as_matrix(vectors, self._dim)
+        if ids is None:
+            start = int(self._labels.max()) + 1 if len(self) else 0
+            labels = np.arange(start, start + x.shape[0], dtype=np.int64)
+        else:
+            labels = as_ids(ids, x.shape[0])
+            if np.isin(labels, self._labels).any():
+                raise DuplicateIdError("some ids already exist in the flat index")
+        self._chunks.append(x)
+        self._labels = np.concatenate([self._labels, labels])
+        return labels
+
+    def search(self, queries: object, k: int = 10) -> SearchResult:
+        """Exact top-k: ids (int64, -1 padded) and distances (float32, inf padded)."""
+        from quiver.validation import as_matrix, positive_int
+
+        q = as_matrix(queries, self._dim, "queries")
+        k = positive_int(k, "k")
+        if not self._chunks:
+            return SearchResult(
+                np.full((q.shape[0], k), -1, np.int64), np.full((q.shape[0], k), np.inf, np.float32)
+            )
+        if len(self._chunks) > 1:
+            self._chunks = [np.concatenate(self._chunks)]
+        rows, dists = exact_search(self._chunks[0], q, k, self._metric)
+        ids = np.where(rows >= 0, self._labels[np.maximum(rows, 0)], -1)
+        return SearchResult(ids, dists)

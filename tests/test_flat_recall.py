@@ -48,3 +48,19 @@ def test_recall_when_fewer_than_k_exist() -> None:
     true = np.array([[0.1, 0.2, np.inf, np.inf]])
     assert recall_at_k(np.array([[0.1, 0.2, np.inf, np.inf]]), true, 4) == 1.0
     assert recall_at_k(np.array([[0.1, np.inf, np.inf, np.inf]]), true, 4) == 0.5
+
+
+def test_flat_index_is_an_exact_oracle_with_caller_ids() -> None:
+    from quiver import DuplicateIdError, FlatIndex
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 17)).astype(np.float32)
+    flat = FlatIndex(17, "l2")
+    assert (flat.search(x[:2], k=3).ids == -1).all()
+    flat.add(x[:200], ids=np.arange(200) + 1000)
+    auto = flat.add(x[200:])
+    assert auto[0] == 1200 and len(flat) == 300
+    ids, dists = flat.search(x[[5, 250]], k=4)
+    assert ids[:, 0].tolist() == [1005, 1250] and np.allclose(dists[:, 0], 0.0)
+    with pytest.raises(DuplicateIdError):
+        flat.add(x[:1], ids=[1005])
