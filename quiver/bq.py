@@ -91,3 +91,34 @@ def reference_distance(a: np.ndarray, b: np.ndarray, dim: int) -> np.ndarray:
     va = code_values(a, dim).astype(np.int64)
     vb = code_values(b, dim).astype(np.int64)
     return 4 * dim - va @ vb.T
+
+
+#: Bits per coordinate of the quantised query used for asymmetric navigation.
+QUERY_BITS = 4
+#: Magnitude of a strong coordinate relative to a weak one in the asymmetric estimate. For a
+#: Gaussian-like coordinate, E[|x| | |x| > tau] / E[|x| | |x| <= tau] is about 3.8 with
+#: tau = mean |x|; 3 ranked best on MiniLM (bench notes in bench/results/PERF.md).
+STRONG_WEIGHT = 3
+
+
+def encode_queries(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Quantise float queries (q, D) to ``QUERY_BITS``-bit bit-planes for asymmetric distances.
+
+    Each query is mapped affinely to integers ``u_i in [0, 2**QUERY_BITS - 1]`` with
+    ``x_i ~ lo + delta * u_i``; bit-plane ``j`` holds bit ``j`` of every ``u_i`` (same word and bit
+    layout as the codes). Returns ``planes`` (q, QUERY_BITS * W) uint64 and ``params`` (q, 3)
+    float64 holding ``lo``, ``delta`` and ``sum_i x_i`` (of the dequantised values).
+    """
+    q = np.asarray(queries, dtype=np.float32)
+    n, dim = q.shape
+    words = words_per_plane(dim)
+    levels = 2**QUERY_BITS - 1
+    lo = q.min(axis=1).astype(np.float64)
+    span = q.max(axis=1).astype(np.float64) - lo
+    delta = np.where(span > 0, span / levels, 1.0)
+    u = np.rint((q - lo[:, None]) / delta[:, None]).astype(np.uint8)
+    planes = np.empty((n, QUERY_BITS * words), dtype=np.uint64)
+    for j in range(QUERY_BITS):
+        planes[:, j * words : (j + 1) * words] = _pack_plane(((u >> j) & 1).astype(bool), words)
+    total = lo * dim + delta * u.sum(axis=1, dtype=np.int64)
+    return planes, np.stack([lo, delta, total], axis=1)

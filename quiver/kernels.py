@@ -18,8 +18,10 @@ is the true ``4 D - sum v_a v_b`` with no offset to subtract.
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
 
 from quiver.metrics import Metric
 
@@ -38,6 +40,39 @@ def popcount(typingctx, x):  # noqa: ARG001 - numba intrinsic signature
         return builder.ctpop(args[0])
 
     return types.int64(types.uint64), codegen
+
+
+@intrinsic
+def prefetch(typingctx, array, row, col):  # noqa: ARG001 - numba intrinsic signature
+    """Hint the CPU to load ``array[row, col]``'s cache line (LLVM ``llvm.prefetch``, read,
+    keep in all cache levels). Never faults, whatever the address."""
+    if not isinstance(array, types.Array) or array.ndim != 2:
+        return None
+
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        arr = context.make_array(array_type)(context, builder, args[0])
+        row_i = context.cast(builder, args[1], signature.args[1], types.intp)
+        col_i = context.cast(builder, args[2], signature.args[2], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, array_type, arr, [row_i, col_i])
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(array, row, col), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def prefetch_row(array: np.ndarray, row: int) -> None:
+    """Prefetch every 64-byte cache line of ``array[row]``."""
+    last = array.shape[1] - 1
+    step = max(1, 64 // array.itemsize)
+    for col in range(0, last, step):
+        prefetch(array, row, col)
+    prefetch(array, row, last)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -61,6 +96,88 @@ def code_distance(a: np.ndarray, b: np.ndarray, words: int, dim: int) -> int:
         s += popcount(sa) + popcount(sb) + popcount(both)
         s -= 2 * popcount(diff) + 2 * popcount((sa ^ sb) & diff) + 6 * popcount(both & diff)
     return 3 * dim - s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def query_code_distance(planes: np.ndarray, params: np.ndarray, b: np.ndarray, words: int) -> float:
+    """Asymmetric distance ``-sum_i x_i * s_i * m_i`` of a quantised query to a code row.
+
+    ``planes`` (QUERY_BITS * words,) and ``params`` ``(lo, delta, sum x)`` come from
+    :func:`quiver.bq.encode_queries`; ``s_i`` is the sign and ``m_i`` is 1 (weak) or
+    ``STRONG_WEIGHT = 3`` (strong). With sums of the query over bit masks,
+    ``sum_i x_i s_i m_i = 2 X(pos) - X(all) + 2 (2 X(pos & strong) - X(strong))`` and
+    ``X(mask) = lo * |mask| + delta * sum_j 2^j PC(mask & plane_j)``.
+    """
+    n_pos = 0
+    n_strong = 0
+    n_both = 0
+    u_pos = 0
+    u_strong = 0
+    u_both = 0
+    for w in range(words):
+        pos = b[w]
+        strong = b[words + w]
+        both = pos & strong
+        n_pos += popcount(pos)
+        n_strong += popcount(strong)
+        n_both += popcount(both)
+        for j in range(4):
+            plane = planes[j * words + w]
+            u_pos += popcount(pos & plane) << j
+            u_strong += popcount(strong & plane) << j
+            u_both += popcount(both & plane) << j
+    lo = params[0]
+    delta = params[1]
+    x_pos = lo * n_pos + delta * u_pos
+    x_strong = lo * n_strong + delta * u_strong
+    x_both = lo * n_both + delta * u_both
+    return -(2.0 * x_pos - params[2] + 2.0 * (2.0 * x_both - x_strong))
+
+
+def navigation_distance(query, row, words, dim):  # noqa: ARG001 - typed by the overload below
+    """Distance used to navigate the graph, chosen by the query's type at compile time.
+
+    A code row (uint64 array) gives the symmetric code distance (graph construction); a
+    ``(planes, params)`` tuple from ``encode_queries`` gives the asymmetric query distance.
+    Only callable from jitted code.
+    """
+    raise NotImplementedError
+
+
+@overload(navigation_distance)
+def _navigation_distance(query, row, words, dim):  # noqa: ARG001
+    if isinstance(query, types.Array):
+
+        def symmetric(query, row, words, dim):
+            return code_distance(query, row, words, dim)
+
+        return symmetric
+    if isinstance(query, types.BaseTuple):
+
+        def asymmetric(query, row, words, dim):
+            return query_code_distance(query[0], query[1], row, words)
+
+        return asymmetric
+    return None
+
+
+@njit(cache=True, nogil=True, inline="always")
+def code_l2(a: np.ndarray, b: np.ndarray, words: int) -> int:
+    """Squared Euclidean distance ``sum_i (v_a,i - v_b,i)^2`` between two code rows.
+
+    Unlike :func:`code_distance` it is 0 between equal codes (a true squared metric), which
+    is what RobustPrune's ``alpha`` rule assumes. Same sign: ``(m_a - m_b)^2`` in {0, 1};
+    opposite signs: ``(m_a + m_b)^2`` in {4, 9, 16}.
+    """
+    total = 0
+    for w in range(words):
+        sa = a[words + w]
+        sb = b[words + w]
+        diff = a[w] ^ b[w]
+        one = sa ^ sb
+        total += popcount(one & ~diff) + 4 * popcount(diff) + 5 * popcount(diff & one)
+        total += 12 * popcount(diff & sa & sb)
+    return total
 
 
 @njit(cache=True, nogil=True)

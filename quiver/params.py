@@ -11,9 +11,13 @@ from quiver.errors import InvalidInputError
 DEFAULT_MAX_DEGREE = 64
 #: Build list size L: candidates collected per inserted point. 2R, as in the paper and DiskANN.
 DEFAULT_BUILD_LIST_SIZE = 128
-#: RobustPrune alpha. 1.2 keeps long edges (fewer hops); 1.0 gains a little recall at ~2.4x the
-#: build time in the paper's measurements.
-DEFAULT_ALPHA = 1.2
+#: RobustPrune alpha. The paper uses 1.2, but the 2-bit code distance is not a metric: a code's
+#: distance to itself is 3 x its weak dimensions (about 1.7 D), so ``alpha * d(k, c) <= d(t, c)``
+#: rarely holds at 1.2 and every node fills all R slots, which makes each hop cost R distances.
+#: On MiniLM-WordNet-181k (bench/results/PERF.md) alpha=1.0 keeps ~30 edges per node and reaches
+#: the same recall with ~20-25 % fewer code distances than 1.2 or 1.1 (62-64 edges), and builds
+#: faster; 0.9 collapses to ~5 edges per node (recall@10 0.78 at ef=64).
+DEFAULT_ALPHA = 1.0
 #: Query list size. 64 is where text embeddings reach ~90-95 % recall@10 (DESIGN.md section 2).
 DEFAULT_EF = 64
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quiver.kernels import float_distance
+from quiver.kernels import float_distance, prefetch_row
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -49,8 +49,14 @@ def rerank_top_k(
         out_ids[i] = -1
         out_dists[i] = np.inf
     filled = 0
+    if rows.shape[0] > 0:
+        seg = segment_of(rows[0], segment_starts)
+        prefetch_row(segments[seg], rows[0] - segment_starts[seg])
     for i in range(rows.shape[0]):
         row = rows[i]
+        if i + 1 < rows.shape[0]:  # fetch the next float row while this one is scored
+            nxt = segment_of(rows[i + 1], segment_starts)
+            prefetch_row(segments[nxt], rows[i + 1] - segment_starts[nxt])
         label = labels[row]
         if label < 0:
             continue

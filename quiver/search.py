@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from quiver.candidates import insert_candidate, next_epoch
-from quiver.kernels import code_distance
+from quiver.kernels import navigation_distance, prefetch, prefetch_row
 from quiver.rerank import rerank_top_k
 
 
@@ -32,7 +32,8 @@ def beam_search(
     """Greedy best-first search in code space from ``entry`` with list size ``len(ids)``.
 
     ``codes`` (n, 2W) uint64; ``adjacency`` (n, R) int32 padded with -1 past ``degrees[row]``;
-    ``query`` one code row; ``stamps`` the visited stamps (n,) uint32 of this thread, current
+    ``query`` one code row (symmetric distance, int64 ``dists``) or a ``(planes, params)`` tuple
+    from ``bq.encode_queries`` (asymmetric distance, float64 ``dists``); ``stamps`` the visited stamps (n,) uint32 of this thread, current
     when equal to ``epoch``; ``ids``/``dists``/``done`` the candidate list (capacity = ef);
     ``expanded`` receives the expanded rows in order (pass an empty array to skip).
 
@@ -43,35 +44,45 @@ def beam_search(
     stamps[entry] = epoch
     count = 1
     ids[0] = entry
-    dists[0] = code_distance(query, codes[entry], words, dim)
+    dists[0] = navigation_distance(query, codes[entry], words, dim)
     done[0] = False
     n_dist = 1
     n_expanded = 0
     cur = 0
+    fresh = np.empty(adjacency.shape[1], dtype=np.int32)
     while cur < count:
         node = ids[cur]
         done[cur] = True
         if n_expanded < expanded.shape[0]:
             expanded[n_expanded] = node
         n_expanded += 1
-        best_new = count
+        # pass 1: unvisited neighbours, their code rows prefetched so the loads overlap
+        n_fresh = 0
         for j in range(degrees[node]):
             nb = adjacency[node, j]
-            if stamps[nb] == epoch:
-                continue
-            stamps[nb] = epoch
-            d = code_distance(query, codes[nb], words, dim)
-            n_dist += 1
+            if stamps[nb] != epoch:
+                stamps[nb] = epoch
+                fresh[n_fresh] = nb
+                n_fresh += 1
+                prefetch_row(codes, nb)
+        # pass 2: distances and insertion
+        best_new = count
+        for j in range(n_fresh):
+            nb = fresh[j]
+            d = navigation_distance(query, codes[nb], words, dim)
             pos = insert_candidate(ids, dists, done, count, nb, d)
             if pos >= 0:
                 if count < ids.shape[0]:
                     count += 1
                 if pos < best_new:
                     best_new = pos
+        n_dist += n_fresh
         if best_new < cur:
             cur = best_new
         while cur < count and done[cur]:
             cur += 1
+        if cur < count:
+            prefetch(adjacency, ids[cur], 0)
     return count, n_expanded, n_dist
 
 
@@ -85,7 +96,8 @@ def _search_range(
     degrees: np.ndarray,
     dim: int,
     entry: int,
-    query_codes: np.ndarray,
+    query_planes: np.ndarray,
+    query_params: np.ndarray,
     queries: np.ndarray,
     ef: int,
     rerank: int,
@@ -101,7 +113,7 @@ def _search_range(
 ) -> None:
     """Search queries ``start..stop`` with the scratch of ``slot`` (one thread's share)."""
     ids = np.empty(ef, dtype=np.int32)
-    dists = np.empty(ef, dtype=np.int64)
+    dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
     no_record = np.empty(0, dtype=np.int32)
     for qi in range(start, stop):
@@ -111,7 +123,7 @@ def _search_range(
             adjacency,
             degrees,
             dim,
-            query_codes[qi],
+            (query_planes[qi], query_params[qi]),
             entry,
             stamps[slot],
             epoch,
@@ -140,7 +152,8 @@ def search_batch(
     degrees: np.ndarray,
     dim: int,
     entry: int,
-    query_codes: np.ndarray,
+    query_planes: np.ndarray,
+    query_params: np.ndarray,
     queries: np.ndarray,
     ef: int,
     rerank: int,
@@ -160,7 +173,7 @@ def search_batch(
     outputs ``out_ids`` int64 (q, k) (-1 padded), ``out_dists`` float32 (q, k) (inf padded) and
     ``out_ndist`` the number of code distances computed per query.
     """
-    nq = query_codes.shape[0]
+    nq = query_planes.shape[0]
     slots = min(stamps.shape[0], nq)
     for slot in prange(slots):
         start = slot * nq // slots
@@ -174,7 +187,8 @@ def search_batch(
             degrees,
             dim,
             entry,
-            query_codes,
+            query_planes,
+            query_params,
             queries,
             ef,
             rerank,
@@ -197,7 +211,8 @@ def search_serial(
     degrees: np.ndarray,
     dim: int,
     entry: int,
-    query_codes: np.ndarray,
+    query_planes: np.ndarray,
+    query_params: np.ndarray,
     queries: np.ndarray,
     ef: int,
     rerank: int,
@@ -214,14 +229,15 @@ def search_serial(
     """Same contract as :func:`search_batch` on the calling thread (small batches)."""
     _search_range(
         0,
-        query_codes.shape[0],
+        query_planes.shape[0],
         0,
         codes,
         adjacency,
         degrees,
         dim,
         entry,
-        query_codes,
+        query_planes,
+        query_params,
         queries,
         ef,
         rerank,
