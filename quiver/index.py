@@ -301,7 +301,6 @@ class Index:
         if self._count == 0:
             return out_ids, out_dists, out_ndist
         q = self._prepare(q)
-        query_planes, query_params = bq.encode_queries(q)
         threads = min(self._threads(num_threads), nq)
         kernel = search_serial if threads == 1 else search_batch
         scratch = self._acquire_scratch(threads)
@@ -313,8 +312,6 @@ class Index:
                     self._degrees,
                     self._dim,
                     self._entry,
-                    query_planes,
-                    query_params,
                     q,
                     ef,
                     rerank,

@@ -134,6 +134,34 @@ def query_code_distance(planes: np.ndarray, params: np.ndarray, b: np.ndarray, w
     return -(2.0 * x_pos - params[2] + 2.0 * (2.0 * x_both - x_strong))
 
 
+@njit(cache=True, nogil=True)
+def encode_query(x: np.ndarray, planes: np.ndarray, params: np.ndarray) -> None:
+    """Kernel form of :func:`quiver.bq.encode_queries` for one query (same values, no
+    Python overhead): fills ``planes`` (QUERY_BITS * W,) uint64 and ``params`` (3,) float64."""
+    dim = x.shape[0]
+    words = planes.shape[0] // 4
+    lo = np.float64(x[0])
+    hi = np.float64(x[0])
+    for i in range(dim):
+        v = np.float64(x[i])
+        lo = min(lo, v)
+        hi = max(hi, v)
+    delta = (hi - lo) / 15.0 if hi > lo else 1.0
+    planes[:] = 0
+    total = 0
+    for i in range(dim):
+        u = np.int64(np.rint((np.float64(x[i]) - lo) / delta))
+        total += u
+        w = i >> 6
+        bit = np.uint64(1) << np.uint64(i & 63)
+        for j in range(4):
+            if (u >> j) & 1:
+                planes[j * words + w] |= bit
+    params[0] = lo
+    params[1] = delta
+    params[2] = lo * dim + delta * total
+
+
 def navigation_distance(query, row, words, dim):  # noqa: ARG001 - typed by the overload below
     """Distance used to navigate the graph, chosen by the query's type at compile time.
 
@@ -159,25 +187,6 @@ def _navigation_distance(query, row, words, dim):  # noqa: ARG001
 
         return asymmetric
     return None
-
-
-@njit(cache=True, nogil=True, inline="always")
-def code_l2(a: np.ndarray, b: np.ndarray, words: int) -> int:
-    """Squared Euclidean distance ``sum_i (v_a,i - v_b,i)^2`` between two code rows.
-
-    Unlike :func:`code_distance` it is 0 between equal codes (a true squared metric), which
-    is what RobustPrune's ``alpha`` rule assumes. Same sign: ``(m_a - m_b)^2`` in {0, 1};
-    opposite signs: ``(m_a + m_b)^2`` in {4, 9, 16}.
-    """
-    total = 0
-    for w in range(words):
-        sa = a[words + w]
-        sb = b[words + w]
-        diff = a[w] ^ b[w]
-        one = sa ^ sb
-        total += popcount(one & ~diff) + 4 * popcount(diff) + 5 * popcount(diff & one)
-        total += 12 * popcount(diff & sa & sb)
-    return total
 
 
 @njit(cache=True, nogil=True)

@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from quiver.candidates import insert_candidate, next_epoch
-from quiver.kernels import navigation_distance, prefetch, prefetch_row
+from quiver.kernels import encode_query, navigation_distance, prefetch, prefetch_row
 from quiver.rerank import rerank_top_k
 
 
@@ -96,8 +96,6 @@ def _search_range(
     degrees: np.ndarray,
     dim: int,
     entry: int,
-    query_planes: np.ndarray,
-    query_params: np.ndarray,
     queries: np.ndarray,
     ef: int,
     rerank: int,
@@ -116,14 +114,17 @@ def _search_range(
     dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
     no_record = np.empty(0, dtype=np.int32)
+    planes = np.empty(2 * codes.shape[1], dtype=np.uint64)  # QUERY_BITS (4) planes of W words
+    params = np.empty(3, dtype=np.float64)
     for qi in range(start, stop):
+        encode_query(queries[qi], planes, params)
         epoch = next_epoch(stamps, epochs, slot)
         count, _, n_dist = beam_search(
             codes,
             adjacency,
             degrees,
             dim,
-            (query_planes[qi], query_params[qi]),
+            (planes, params),
             entry,
             stamps[slot],
             epoch,
@@ -152,8 +153,6 @@ def search_batch(
     degrees: np.ndarray,
     dim: int,
     entry: int,
-    query_planes: np.ndarray,
-    query_params: np.ndarray,
     queries: np.ndarray,
     ef: int,
     rerank: int,
@@ -173,7 +172,7 @@ def search_batch(
     outputs ``out_ids`` int64 (q, k) (-1 padded), ``out_dists`` float32 (q, k) (inf padded) and
     ``out_ndist`` the number of code distances computed per query.
     """
-    nq = query_planes.shape[0]
+    nq = queries.shape[0]
     slots = min(stamps.shape[0], nq)
     for slot in prange(slots):
         start = slot * nq // slots
@@ -187,8 +186,6 @@ def search_batch(
             degrees,
             dim,
             entry,
-            query_planes,
-            query_params,
             queries,
             ef,
             rerank,
@@ -211,8 +208,6 @@ def search_serial(
     degrees: np.ndarray,
     dim: int,
     entry: int,
-    query_planes: np.ndarray,
-    query_params: np.ndarray,
     queries: np.ndarray,
     ef: int,
     rerank: int,
@@ -229,15 +224,13 @@ def search_serial(
     """Same contract as :func:`search_batch` on the calling thread (small batches)."""
     _search_range(
         0,
-        query_planes.shape[0],
+        queries.shape[0],
         0,
         codes,
         adjacency,
         degrees,
         dim,
         entry,
-        query_planes,
-        query_params,
         queries,
         ef,
         rerank,

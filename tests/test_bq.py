@@ -97,3 +97,62 @@ def test_distance_kernel_uses_hardware_popcount() -> None:
     assert re.search(r"\bv?popcnt[qwl]?\b", asm), (
         "no popcnt instruction in the kernel's machine code"
     )
+
+
+@pytest.mark.parametrize("dim", [1, 3, 64, 97, 384])
+def test_query_encoding_kernel_matches_numpy_and_bounds_the_error(dim: int) -> None:
+    from quiver.kernels import encode_query
+
+    x = np.random.default_rng(dim).standard_normal((20, dim)).astype(np.float32)
+    x[0] = 0.5  # constant query: delta falls back to 1
+    planes, params = bq.encode_queries(x)
+    for i in range(20):
+        got_planes = np.empty(planes.shape[1], dtype=np.uint64)
+        got_params = np.empty(3)
+        encode_query(x[i], got_planes, got_params)
+        np.testing.assert_array_equal(got_planes, planes[i])
+        np.testing.assert_allclose(got_params, params[i], rtol=1e-12)
+    # dequantised values are within half a step of the originals
+    words = bq.words_per_plane(dim)
+    u = sum(
+        (
+            bq.code_values(
+                np.concatenate([planes[:, j * words : (j + 1) * words]] * 2, axis=1), dim
+            )
+            > 0
+        ).astype(np.int64)
+        << j
+        for j in range(bq.QUERY_BITS)
+    )
+    approx = params[:, :1] + params[:, 1:2] * u
+    assert np.all(np.abs(approx - x) <= params[:, 1:2] / 2 + 1e-6)
+
+
+def test_asymmetric_distance_matches_its_definition() -> None:
+    from quiver.kernels import query_code_distance
+
+    rng = np.random.default_rng(5)
+    dim = 130
+    x = rng.standard_normal((40, dim)).astype(np.float32)
+    q = rng.standard_normal((3, dim)).astype(np.float32)
+    codes = bq.encode(x)
+    planes, params = bq.encode_queries(q)
+    words = bq.words_per_plane(dim)
+    values = bq.code_values(codes, dim).astype(np.float64)
+    weights = np.sign(values) * np.where(np.abs(values) == 2, bq.STRONG_WEIGHT, 1)
+    u = sum(
+        (
+            bq.code_values(
+                np.concatenate([planes[:, j * words : (j + 1) * words]] * 2, axis=1), dim
+            )
+            > 0
+        ).astype(np.int64)
+        << j
+        for j in range(bq.QUERY_BITS)
+    )
+    dequantised = params[:, :1] + params[:, 1:2] * u
+    want = -(dequantised @ weights.T)
+    for i in range(3):
+        for r in range(40):
+            got = query_code_distance(planes[i], params[i], codes[r], words)
+            assert got == pytest.approx(want[i, r], rel=1e-9, abs=1e-9)
