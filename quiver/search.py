@@ -32,9 +32,10 @@ def beam_search(
     """Greedy best-first search in code space from ``entry`` with list size ``len(ids)``.
 
     ``codes`` (n, 2W) uint64; ``adjacency`` (n, R) int32 padded with -1 past ``degrees[row]``;
-    ``query`` one code row (symmetric distance, int64 ``dists``) or a ``(planes, params)`` tuple
-    from ``bq.encode_queries`` (asymmetric distance, float64 ``dists``); ``stamps`` the visited stamps (n,) uint32 of this thread, current
-    when equal to ``epoch``; ``ids``/``dists``/``done`` the candidate list (capacity = ef);
+    ``query`` one code row (symmetric distance, int64 ``dists``) or a ``(planes, params)``
+    tuple from ``encode_query`` (asymmetric distance, float64 ``dists``); ``stamps`` the
+    visited stamps (n,) uint32 of this thread, current when equal to ``epoch``;
+    ``ids``/``dists``/``done`` the candidate list (capacity = ef);
     ``expanded`` receives the expanded rows in order (pass an empty array to skip).
 
     Returns ``(count, n_expanded, n_distances)``: candidates in the list, nodes expanded (all of
