@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 WORD_BITS = 64
-_ENCODE_CHUNK_ROWS = 16384
+_ENCODE_CHUNK_ROWS = 4096
 
 
 def words_per_plane(dim: int) -> int:

@@ -5,9 +5,11 @@ The candidate list is three parallel arrays of capacity ``ef``: ``ids`` (int32 r
 binary search plus a shift, which for ``ef`` up to a few hundred beats a heap and keeps the list
 sorted for the rerank.
 
-The visited set is a uint32 array of stamps, one per row: a row is visited in the current query
+The visited set is a uint8 array of stamps, one per row: a row is visited in the current query
 when ``stamps[row] == epoch``. Starting a new query is ``epoch += 1``, so resetting costs nothing;
-only when the counter wraps around are the stamps zeroed (once every 4 billion queries).
+only when the counter wraps around (every 255 queries) are the stamps zeroed, which amortises
+to about one byte per row per 255 queries. One byte per row keeps the stamps cache-resident:
+180 KB for 180k points, where uint32 stamps took 720 KB and missed the L2 cache more often.
 """
 
 from __future__ import annotations
@@ -48,16 +50,16 @@ def insert_candidate(
 
 
 @njit(cache=True, nogil=True)
-def next_epoch(stamps: np.ndarray, epochs: np.ndarray, slot: int) -> np.uint32:
+def next_epoch(stamps: np.ndarray, epochs: np.ndarray, slot: int) -> np.uint8:
     """Advance the visited epoch of scratch ``slot``; zero its stamps when the counter wraps."""
-    e = np.uint32(epochs[slot] + np.uint32(1))
+    e = (np.int64(epochs[slot]) + 1) & 0xFF
     if e == 0:
         stamps[slot, :] = 0
-        e = np.uint32(1)
+        e = 1
     epochs[slot] = e
     return e
 
 
 def new_scratch(slots: int, capacity: int) -> tuple[np.ndarray, np.ndarray]:
-    """Allocate visited stamps (slots, capacity) uint32 and their epochs (slots,) uint32."""
-    return np.zeros((slots, capacity), dtype=np.uint32), np.zeros(slots, dtype=np.uint32)
+    """Allocate visited stamps (slots, capacity) uint8 and their epochs (slots,) uint8."""
+    return np.zeros((slots, capacity), dtype=np.uint8), np.zeros(slots, dtype=np.uint8)

@@ -31,9 +31,11 @@ def robust_prune(
     """DiskANN RobustPrune over a pool sorted by distance to the target.
 
     Keeps a candidate ``c`` unless an already kept ``k`` satisfies
-    ``alpha * d(k, c) <= d(target, c)`` (``c`` is then reached through ``k``). Stops at
-    ``len(out)`` kept. The pool must not contain the target. Ties are safe: the pool order is
-    fixed by the caller's stable sort, and a duplicate of a kept node is dropped, not looped on.
+    ``alpha * d(k, c) < d(target, c)`` (``c`` is then reached through ``k``). Stops at
+    ``len(out)`` kept. The pool must not contain the target. The inequality is strict on
+    purpose: with alpha = 1, a kept exact duplicate ``k`` of the target has
+    ``d(k, c) == d(target, c)`` for every ``c`` and would otherwise occlude the whole pool.
+    The pool order is fixed by the caller's total sort, so ties are deterministic.
     Returns the number of rows written to ``out``.
     """
     words = codes.shape[1] // 2
@@ -45,7 +47,7 @@ def robust_prune(
         c = pool[i]
         occluded = False
         for j in range(kept):
-            if alpha * code_distance(codes[out[j]], codes[c], words, dim) <= pool_dists[i]:
+            if alpha * code_distance(codes[out[j]], codes[c], words, dim) < pool_dists[i]:
                 occluded = True
                 break
         if not occluded:
@@ -241,7 +243,7 @@ def merge_reverse_edges(
         _merge_into(targets[lo], sources[lo:hi], codes, dim, adjacency, degrees, alpha)
 
 
-def code_medoid(codes: np.ndarray, dim: int, chunk: int = 65536) -> int:
+def code_medoid(codes: np.ndarray, dim: int, chunk: int = 8192) -> int:
     """Row minimising the summed code distance to all rows: ``argmax_i v_i . sum_j v_j``.
 
     Exact, because the code distance is ``4 D - v_a . v_b`` (linear in each side).

@@ -157,8 +157,17 @@ class Index:
             self._scratch = []  # sized to the old capacity
 
     def _append_floats(self, x: np.ndarray) -> None:
-        """Append rows to the in-memory tail segment (grown amortised)."""
+        """Append rows to the in-memory tail segment (grown amortised).
+
+        ``x`` must be a private array (``as_matrix`` copies): the first batch is adopted as the
+        tail without another copy.
+        """
         need = self._tail_count + x.shape[0]
+        if self._tail_count == 0:
+            self._tail = x
+            self._tail_count = need
+            self._refresh_segments()
+            return
         if need > self._tail.shape[0]:
             tail = np.empty((max(need, int(self._tail.shape[0] * 1.5) + 16), self._dim), np.float32)
             tail[: self._tail_count] = self._tail[: self._tail_count]

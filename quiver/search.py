@@ -23,7 +23,7 @@ def beam_search(
     query: np.ndarray,
     entry: int,
     stamps: np.ndarray,
-    epoch: np.uint32,
+    epoch: int,
     ids: np.ndarray,
     dists: np.ndarray,
     done: np.ndarray,
@@ -34,7 +34,7 @@ def beam_search(
     ``codes`` (n, 2W) uint64; ``adjacency`` (n, R) int32 padded with -1 past ``degrees[row]``;
     ``query`` one code row (symmetric distance, int64 ``dists``) or a ``(planes, params)``
     tuple from ``encode_query`` (asymmetric distance, float64 ``dists``); ``stamps`` the
-    visited stamps (n,) uint32 of this thread, current when equal to ``epoch``;
+    visited stamps (n,) uint8 of this thread, current when equal to ``epoch``;
     ``ids``/``dists``/``done`` the candidate list (capacity = ef);
     ``expanded`` receives the expanded rows in order (pass an empty array to skip).
 

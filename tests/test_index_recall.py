@@ -110,3 +110,17 @@ def test_results_are_exact_distances_of_distinct_ids_even_in_3d(metric: str) -> 
         want = 1.0 - dots if metric == "cosine" else -dots
     np.testing.assert_allclose(dists, want, rtol=1e-5, atol=1e-5)
     assert (np.diff(dists, axis=1) >= 0).all()
+
+
+def test_exact_duplicates_keep_the_graph_connected(wordnet) -> None:
+    """Three copies of every vector: RobustPrune must not let a duplicate occlude everything
+    else (with alpha = 1 and a non-strict rule a node with a twin kept only the twin)."""
+    x = np.concatenate([wordnet.train[:4000]] * 3)
+    index = quiver.Index(384, "cosine")
+    index.add(x)
+    _, dists = index.search(wordnet.test[:300], k=10, ef=64)
+    _, true_dists = exact_search(x, wordnet.test[:300], 10, "cosine")
+    recall = recall_at_k(dists, true_dists, 10)
+    print(f"duplicates x3: recall@10 {recall:.4f}, mean degree {index.stats()['mean_degree']:.1f}")
+    assert recall >= RECALL_AT_EF64
+    assert index.stats()["mean_degree"] > 10
