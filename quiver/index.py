@@ -311,29 +311,28 @@ class Index:
             return out_ids, out_dists, out_ndist
         q = self._prepare(q)
         threads = min(self._threads(num_threads), nq)
-        kernel = search_serial if threads == 1 else search_batch
+        args = (
+            self._codes,
+            self._adjacency,
+            self._degrees,
+            self._dim,
+            self._entry,
+            q,
+            ef,
+            rerank,
+            int(self._metric),
+            self._typed_segments,
+            self._segment_starts,
+            self._labels,
+        )
         scratch = self._acquire_scratch(threads)
+        stamps, epochs = scratch[0][:threads], scratch[1][:threads]
         try:
-            with _NumbaThreads(threads):
-                kernel(
-                    self._codes,
-                    self._adjacency,
-                    self._degrees,
-                    self._dim,
-                    self._entry,
-                    q,
-                    ef,
-                    rerank,
-                    int(self._metric),
-                    self._typed_segments,
-                    self._segment_starts,
-                    self._labels,
-                    scratch[0][:threads],
-                    scratch[1][:threads],
-                    out_ids,
-                    out_dists,
-                    out_ndist,
-                )
+            if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
+                search_serial(*args, stamps, epochs, out_ids, out_dists, out_ndist)
+            else:
+                with _NumbaThreads(threads):
+                    search_batch(*args, stamps, epochs, out_ids, out_dists, out_ndist)
         finally:
             self._release_scratch(scratch)
         return out_ids, out_dists, out_ndist
