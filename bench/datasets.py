@@ -1,15 +1,37 @@
-"""Real benchmark data sets: MiniLM embeddings of WordNet glosses, in ann-benchmarks HDF5.
+"""Benchmark data sets in ann-benchmarks HDF5 (``train``/``test``/``neighbors``/``distances``).
 
-Everything heavy (the WordNet package, the embeddings, the HDF5 files) is cached under
-:func:`data_dir`, outside git. The held-out queries are the same 1000 texts for every set;
-train sets of different sizes are prefixes of one seeded permutation of the remaining texts,
-so a smaller set is always a subset of a larger one.
+Real sets:
+
+- ``minilm-wordnet-{50k,100k,181k}-384-angular``: MiniLM embeddings of WordNet glosses. The
+  held-out queries are the same 1000 texts for every size; train sets of different sizes
+  are prefixes of one seeded permutation of the remaining texts, so a smaller set is always
+  a subset of a larger one.
+- ``minilm-text-562k-384-angular``: the same model on the WordNet glosses (their cached
+  vectors are reused) plus ~381k text passages of Debian packages (GCIDE dictionary, kernel,
+  Python and Perl documentation, fortunes; see :mod:`bench.textsets`).
+- ``glove6b-50-angular``: GloVe 6B 50-d word vectors (:mod:`bench.glove`).
+- ``sift-images-128-euclidean``: SIFT descriptors of bundled sample images (:mod:`bench.sift`).
+
+Synthetic sets (numpy only, seeded; :mod:`bench.synthetic`): ``random-sphere-100k-384-angular``
+and ``lowrank-100k-384-angular``, with 1000 queries drawn from the same distribution.
+
+The real sets hold out 1000 rows chosen by a seeded permutation as queries (never in train).
+Ground truth is the exact top-100 (``quiver.flat.exact_search``). Everything heavy (Debian
+packages, embeddings, HDF5 files) is cached under :func:`data_dir`, outside git.
 
 CLI::
 
     python -m bench.datasets list
     python -m bench.datasets build minilm-wordnet-181k-384-angular
+    python -m bench.datasets build glove6b-50-angular sift-images-128-euclidean
+    python -m bench.datasets build all
+    python -m bench.datasets passages
     python -m bench.datasets slice
+
+The large text set embeds for tens of minutes on 2 cores; run it in the background at low
+priority (resumable: rerun the same command after an interruption)::
+
+    nohup nice -n 19 python -m bench.datasets build minilm-text-562k-384-angular &
 """
 
 from __future__ import annotations
@@ -37,6 +59,9 @@ EMBEDDINGS_FILE = "minilm-wordnet-embeddings.npy"
 SLICE_DIR = Path(__file__).parent / "data" / "minilm-wordnet-21k"
 SLICE_TRAIN = 20_000
 SLICE_COMMAND = "python -m bench.datasets slice"
+TEXT_PASSAGES_FILE = "minilm-text-passages.parquet"
+TEXT_EMBEDDINGS_FILE = "minilm-text-embeddings.npy"  # the non-WordNet rows only
+WORDNET_SOURCE = "wordnet-base"
 
 # quiver metric name -> ann-benchmarks "distance" attribute
 _HDF5_DISTANCE = {
@@ -57,6 +82,21 @@ def data_dir() -> Path:
 
 def _wordnet_cache() -> Path:
     return data_dir() / "wordnet-base"
+
+
+def _write_parquet(path: Path, table: pa.Table) -> None:
+    """Write ``table`` via a temporary file, so no half-written cache file survives."""
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(path)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Save ``array`` as ``.npy`` via a temporary file, so no half-written file survives."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, array)
+    tmp.replace(path)
 
 
 # --------------------------------------------------------------------------- text + vectors
@@ -82,9 +122,7 @@ def wordnet_glosses() -> pa.Table:
                 "synset_offset": pa.array([g.synset_offset for g in glosses], pa.int64()),
             }
         )
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(table, tmp)
-        tmp.replace(path)
+        _write_parquet(path, table)
         log.info("wrote %s (%d rows)", path, table.num_rows)
     return pq.read_table(path)
 
@@ -113,12 +151,63 @@ def minilm_embeddings() -> np.ndarray:
     from bench.embed import embed_texts
 
     vecs = embed_texts(texts, cache_dir=data_dir() / "minilm-chunks")
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as fh:
-        np.save(fh, vecs)
-    tmp.replace(path)
+    _save_npy(path, vecs)
     log.info("wrote %s %s", path, vecs.shape)
     return vecs
+
+
+def _debian_cache() -> Path:
+    return data_dir() / "debian"
+
+
+def text_passages() -> pa.Table:
+    """Every text of the large MiniLM text set, in embedding order (cached parquet).
+
+    Columns: text, source (Debian package). The WordNet glosses come first, in the order of
+    :func:`wordnet_glosses`, so their cached embeddings are reused; then the distinct new
+    passages of :mod:`bench.textsets` (texts already among the glosses are left out).
+    """
+    path = data_dir() / TEXT_PASSAGES_FILE
+    if not path.is_file():
+        from bench.textsets import load_passages
+
+        glosses = wordnet_glosses().column("text").to_pylist()
+        passages = load_passages(_debian_cache(), exclude=glosses)
+        table = pa.table(
+            {
+                "text": pa.array(glosses + [p.text for p in passages], pa.string()),
+                "source": pa.array(
+                    [WORDNET_SOURCE] * len(glosses) + [p.source for p in passages], pa.string()
+                ),
+            }
+        )
+        _write_parquet(path, table)
+        log.info("wrote %s (%d rows)", path, table.num_rows)
+    return pq.read_table(path)
+
+
+def text_embeddings() -> np.ndarray:
+    """MiniLM vectors of every :func:`text_passages` row, float32 (n, 384), unit norm.
+
+    The WordNet rows are the cached :func:`minilm_embeddings`; only the other passages are
+    embedded (tens of minutes on 2 cores the first time; resumable through per-chunk files)
+    and cached as ``.npy``.
+    """
+    texts = text_passages().column("text").to_pylist()
+    glosses = wordnet_glosses().column("text").to_pylist()
+    if texts[: len(glosses)] != glosses:
+        raise RuntimeError(f"{TEXT_PASSAGES_FILE} does not start with the WordNet glosses")
+    wordnet = minilm_embeddings()
+    texts = texts[len(glosses) :]
+    path = data_dir() / TEXT_EMBEDDINGS_FILE
+    new = np.load(path, mmap_mode="r") if path.is_file() else None
+    if new is None or new.shape != (len(texts), DIM):
+        from bench.embed import embed_texts
+
+        new = embed_texts(texts, cache_dir=data_dir() / "minilm-chunks")
+        _save_npy(path, new)
+        log.info("wrote %s %s", path, new.shape)
+    return np.concatenate([wordnet, np.asarray(new)], axis=0)
 
 
 def split_indices(n: int, n_test: int = N_TEST, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -216,11 +305,19 @@ def read_hdf5(path: Path | str) -> AnnDataset:
 # --------------------------------------------------------------------------- registry
 
 
-def build_minilm_wordnet(name: str, n_train: int | None) -> Path:
-    """Build (or reuse) ``data_dir()/<name>.hdf5``: ``n_train`` rows, or all when None."""
+def _built(name: str) -> Path | None:
+    """The cached file of data set ``name`` if it was built before, else None."""
     path = data_dir() / f"{name}.hdf5"
     if path.is_file():
         log.info("%s already built", path)
+        return path
+    return None
+
+
+def build_minilm_wordnet(name: str, n_train: int | None) -> Path:
+    """Build (or reuse) ``data_dir()/<name>.hdf5``: ``n_train`` rows, or all when None."""
+    path = _built(name)
+    if path is not None:
         return path
     vecs = minilm_embeddings()
     test_idx, train_idx = split_indices(len(vecs))
@@ -228,12 +325,59 @@ def build_minilm_wordnet(name: str, n_train: int | None) -> Path:
         if n_train > len(train_idx):
             raise ValueError(f"{name}: asks {n_train} train rows, only {len(train_idx)} exist")
         train_idx = train_idx[:n_train]
+    path = data_dir() / f"{name}.hdf5"
+    return write_with_ground_truth(path, vecs[train_idx], vecs[test_idx], "cosine")
+
+
+def write_split_set(name: str, vecs: np.ndarray, metric: str) -> Path:
+    """Write ``data_dir()/<name>.hdf5`` from ``vecs``, holding out :data:`N_TEST` rows.
+
+    The query rows and the train order come from :func:`split_indices`.
+    """
+    path = data_dir() / f"{name}.hdf5"
+    test_idx, train_idx = split_indices(len(vecs))
     train, test = vecs[train_idx], vecs[test_idx]
-    log.info("%s: exact ground truth for %d queries over %d rows", name, len(test), len(train))
-    ids, dists = ground_truth(train, test)
-    write_hdf5(path, train, test, ids, dists, "cosine")
+    return write_with_ground_truth(path, train, test, metric)
+
+
+def write_with_ground_truth(path: Path, train: np.ndarray, test: np.ndarray, metric: str) -> Path:
+    """Compute exact top-:data:`K_GROUND_TRUTH` neighbours and write the ann-benchmarks file."""
+    log.info("%s: exact ground truth for %d queries over %d rows", path.name, len(test), len(train))
+    ids, dists = ground_truth(train, test, metric=metric)
+    write_hdf5(path, train, test, ids, dists, metric)
     log.info("wrote %s", path)
     return path
+
+
+def build_minilm_text(name: str) -> Path:
+    """Build (or reuse) the large MiniLM text set: WordNet glosses plus Debian text passages."""
+    return _built(name) or write_split_set(name, text_embeddings(), "cosine")
+
+
+def build_glove(name: str) -> Path:
+    """Build (or reuse) the GloVe 6B 50-d set: 1000 held-out words as queries, cosine."""
+    from bench.glove import glove_vectors
+
+    return _built(name) or write_split_set(name, glove_vectors(), "cosine")
+
+
+def build_sift(name: str) -> Path:
+    """Build (or reuse) the SIFT set of the bundled sample images: held-out queries, L2."""
+    from bench.sift import sift_vectors
+
+    return _built(name) or write_split_set(name, sift_vectors(), "l2")
+
+
+def build_synthetic(name: str, kind: str, n_train: int) -> Path:
+    """Build (or reuse) a seeded synthetic cosine set (``kind`` "sphere" or "lowrank")."""
+    path = _built(name)
+    if path is not None:
+        return path
+    from bench import synthetic
+
+    make = {"sphere": synthetic.random_sphere, "lowrank": synthetic.lowrank}[kind]
+    train, test = make(n_train, N_TEST, seed=SEED)
+    return write_with_ground_truth(data_dir() / f"{name}.hdf5", train, test, "cosine")
 
 
 REGISTRY: dict[str, Callable[[], Path]] = {
@@ -246,6 +390,18 @@ REGISTRY: dict[str, Callable[[], Path]] = {
     # all 181,360 distinct texts: 180,360 train + the 1000 held-out queries
     "minilm-wordnet-181k-384-angular": partial(
         build_minilm_wordnet, "minilm-wordnet-181k-384-angular", None
+    ),
+    # 181,360 WordNet glosses + 380,711 Debian text passages = 562,071 texts (1000 of them test)
+    "minilm-text-562k-384-angular": partial(build_minilm_text, "minilm-text-562k-384-angular"),
+    # 400,000 words: 399,000 train + 1000 held-out queries
+    "glove6b-50-angular": partial(build_glove, "glove6b-50-angular"),
+    "sift-images-128-euclidean": partial(build_sift, "sift-images-128-euclidean"),
+    # 100,000 train + 1000 queries drawn from the same distribution (bench/synthetic.py)
+    "random-sphere-100k-384-angular": partial(
+        build_synthetic, "random-sphere-100k-384-angular", "sphere", 100_000
+    ),
+    "lowrank-100k-384-angular": partial(
+        build_synthetic, "lowrank-100k-384-angular", "lowrank", 100_000
     ),
 }
 
@@ -353,6 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     p_build = sub.add_parser("build", help="build (or reuse) data sets in the cache")
     p_build.add_argument("names", nargs="+", choices=sorted(REGISTRY) + ["all"])
     sub.add_parser("embed", help="only parse WordNet and embed every text (resumable)")
+    sub.add_parser("passages", help="extract the text passages of the large text set; counts")
     p_slice = sub.add_parser("slice", help="write the committed slice")
     p_slice.add_argument("--out", type=Path, default=SLICE_DIR)
     args = parser.parse_args(argv)
@@ -368,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "embed":
         vecs = minilm_embeddings()
         print(f"{vecs.shape[0]} vectors in {data_dir() / EMBEDDINGS_FILE}")
+    elif args.cmd == "passages":
+        sources = text_passages().column("source").to_pylist()
+        for source in dict.fromkeys(sources):
+            print(f"{sources.count(source):>8,d}  {source}")
+        print(f"{len(sources):>8,d}  total in {data_dir() / TEXT_PASSAGES_FILE}")
     elif args.cmd == "slice":
         out = build_slice(args.out)
         for f in sorted(out.iterdir()):
