@@ -311,28 +311,24 @@ class Index:
             return out_ids, out_dists, out_ndist
         q = self._prepare(q)
         threads = min(self._threads(num_threads), nq)
+        graph_args = (self._codes, self._adjacency, self._degrees, self._dim, self._entry)
+        float_args = (int(self._metric), self._typed_segments, self._segment_starts, self._labels)
+        scratch = self._acquire_scratch(threads)
         args = (
-            self._codes,
-            self._adjacency,
-            self._degrees,
-            self._dim,
-            self._entry,
+            graph_args,
+            float_args,
             q,
             ef,
             rerank,
-            int(self._metric),
-            self._typed_segments,
-            self._segment_starts,
-            self._labels,
+            (scratch[0][:threads], scratch[1][:threads]),
+            (out_ids, out_dists, out_ndist),
         )
-        scratch = self._acquire_scratch(threads)
-        stamps, epochs = scratch[0][:threads], scratch[1][:threads]
         try:
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
-                search_serial(*args, stamps, epochs, out_ids, out_dists, out_ndist)
+                search_serial(*args)
             else:
                 with _NumbaThreads(threads):
-                    search_batch(*args, stamps, epochs, out_ids, out_dists, out_ndist)
+                    search_batch(*args)
         finally:
             self._release_scratch(scratch)
         return out_ids, out_dists, out_ndist

@@ -88,29 +88,15 @@ def beam_search(
 
 
 @njit(cache=True, nogil=True)
-def _search_range(
-    start: int,
-    stop: int,
-    slot: int,
-    codes: np.ndarray,
-    adjacency: np.ndarray,
-    degrees: np.ndarray,
-    dim: int,
-    entry: int,
-    queries: np.ndarray,
-    ef: int,
-    rerank: int,
-    metric: int,
-    segments,
-    segment_starts: np.ndarray,
-    labels: np.ndarray,
-    stamps: np.ndarray,
-    epochs: np.ndarray,
-    out_ids: np.ndarray,
-    out_dists: np.ndarray,
-    out_ndist: np.ndarray,
-) -> None:
-    """Search queries ``start..stop`` with the scratch of ``slot`` (one thread's share)."""
+def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch, out) -> None:
+    """Search queries ``start..stop`` with the scratch of ``slot`` (one thread's share).
+
+    Argument groups (tuples, see :func:`search_batch`) keep the kernels' signatures short.
+    """
+    codes, adjacency, degrees, dim, entry = graph
+    metric, segments, segment_starts, labels = floats
+    stamps, epochs = scratch
+    out_ids, out_dists, out_ndist = out
     ids = np.empty(ef, dtype=np.int32)
     dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
@@ -121,127 +107,37 @@ def _search_range(
         encode_query(queries[qi], planes, params)
         epoch = next_epoch(stamps, epochs, slot)
         count, _, n_dist = beam_search(
-            codes,
-            adjacency,
-            degrees,
-            dim,
-            (planes, params),
-            entry,
-            stamps[slot],
-            epoch,
-            ids,
-            dists,
-            done,
-            no_record,
-        )
+            codes, adjacency, degrees, dim, (planes, params), entry, stamps[slot], epoch,
+            ids, dists, done, no_record,
+        )  # fmt: skip
         out_ndist[qi] = n_dist
         rerank_top_k(
-            queries[qi],
-            ids[: min(count, rerank)],
-            metric,
-            segments,
-            segment_starts,
-            labels,
-            out_ids[qi],
-            out_dists[qi],
-        )
+            queries[qi], ids[: min(count, rerank)], metric, segments, segment_starts, labels,
+            out_ids[qi], out_dists[qi],
+        )  # fmt: skip
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def search_batch(
-    codes: np.ndarray,
-    adjacency: np.ndarray,
-    degrees: np.ndarray,
-    dim: int,
-    entry: int,
-    queries: np.ndarray,
-    ef: int,
-    rerank: int,
-    metric: int,
-    segments,
-    segment_starts: np.ndarray,
-    labels: np.ndarray,
-    stamps: np.ndarray,
-    epochs: np.ndarray,
-    out_ids: np.ndarray,
-    out_dists: np.ndarray,
-    out_ndist: np.ndarray,
-) -> None:
+def search_batch(graph, floats, queries, ef, rerank, scratch, out) -> None:
     """Search many queries in parallel: one contiguous range of queries per scratch slot.
 
-    ``stamps`` (slots, n) / ``epochs`` (slots,) are the visited sets, one slot per range;
-    outputs ``out_ids`` int64 (q, k) (-1 padded), ``out_dists`` float32 (q, k) (inf padded) and
-    ``out_ndist`` the number of code distances computed per query.
+    - ``graph`` = ``(codes (n, 2W) uint64, adjacency (n, R) int32, degrees (n,) int32, dim,
+      entry row)``;
+    - ``floats`` = ``(metric code, segments typed List, segment_starts int64, labels int64)``;
+    - ``queries`` float32 (q, D), prepared (unit-normalised for cosine); ``ef``; ``rerank``;
+    - ``scratch`` = ``(stamps (slots, n) uint8, epochs (slots,) uint8)``, one slot per range;
+    - ``out`` = ``(ids int64 (q, k), distances float32 (q, k), code distances per query
+      int64 (q,))``, filled with -1 / inf padding.
     """
     nq = queries.shape[0]
-    slots = min(stamps.shape[0], nq)
+    slots = min(scratch[0].shape[0], nq)
     for slot in prange(slots):
         start = slot * nq // slots
         stop = (slot + 1) * nq // slots
-        _search_range(
-            start,
-            stop,
-            slot,
-            codes,
-            adjacency,
-            degrees,
-            dim,
-            entry,
-            queries,
-            ef,
-            rerank,
-            metric,
-            segments,
-            segment_starts,
-            labels,
-            stamps,
-            epochs,
-            out_ids,
-            out_dists,
-            out_ndist,
-        )
+        _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch, out)
 
 
 @njit(cache=True, nogil=True)
-def search_serial(
-    codes: np.ndarray,
-    adjacency: np.ndarray,
-    degrees: np.ndarray,
-    dim: int,
-    entry: int,
-    queries: np.ndarray,
-    ef: int,
-    rerank: int,
-    metric: int,
-    segments,
-    segment_starts: np.ndarray,
-    labels: np.ndarray,
-    stamps: np.ndarray,
-    epochs: np.ndarray,
-    out_ids: np.ndarray,
-    out_dists: np.ndarray,
-    out_ndist: np.ndarray,
-) -> None:
+def search_serial(graph, floats, queries, ef, rerank, scratch, out) -> None:
     """Same contract as :func:`search_batch` on the calling thread (small batches)."""
-    _search_range(
-        0,
-        queries.shape[0],
-        0,
-        codes,
-        adjacency,
-        degrees,
-        dim,
-        entry,
-        queries,
-        ef,
-        rerank,
-        metric,
-        segments,
-        segment_starts,
-        labels,
-        stamps,
-        epochs,
-        out_ids,
-        out_dists,
-        out_ndist,
-    )
+    _search_range(0, queries.shape[0], 0, graph, floats, queries, ef, rerank, scratch, out)
