@@ -311,17 +311,25 @@ class Index:
             return out_ids, out_dists, out_ndist
         q = self._prepare(q)
         threads = min(self._threads(num_threads), nq)
-        graph_args = (self._codes, self._adjacency, self._degrees, self._dim, self._entry)
-        float_args = (int(self._metric), self._typed_segments, self._segment_starts, self._labels)
         scratch = self._acquire_scratch(threads)
         args = (
-            graph_args,
-            float_args,
+            self._codes,
+            self._adjacency,
+            self._degrees,
+            self._dim,
+            self._entry,
+            int(self._metric),
+            self._typed_segments,
+            self._segment_starts,
+            self._labels,
             q,
             ef,
             rerank,
-            (scratch[0][:threads], scratch[1][:threads]),
-            (out_ids, out_dists, out_ndist),
+            scratch[0][:threads],
+            scratch[1][:threads],
+            out_ids,
+            out_dists,
+            out_ndist,
         )
         try:
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
