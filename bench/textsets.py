@@ -24,11 +24,11 @@ import gzip
 import html
 import logging
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.debian import fetch_deb
 
 log = logging.getLogger(__name__)
 
@@ -54,43 +54,6 @@ class Passage:
 
 
 # --------------------------------------------------------------------------- packages
-
-
-def fetch_deb(package: str, cache_dir: Path) -> Path:
-    """Download and unpack the Debian ``package`` under ``cache_dir/package``; return its root.
-
-    Reuses an earlier unpack, so each package is downloaded once per cache folder.
-    """
-    base = cache_dir / package
-    root = base / "root"
-    if root.is_dir():
-        return root
-    deb_dir = base / "deb"
-    deb_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(deb_dir.glob(f"{package}_*.deb"))
-    if not debs:
-        log.info("downloading %s with apt-get into %s", package, deb_dir)
-        _apt_download(package, deb_dir)
-        debs = sorted(deb_dir.glob(f"{package}_*.deb"))
-    if not debs:
-        raise FileNotFoundError(f"apt-get download left no {package} .deb in {deb_dir}")
-    tmp = base / "root.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
-    tmp.rename(root)
-    log.info("unpacked %s into %s", debs[-1].name, root)
-    return root
-
-
-def _apt_download(package: str, deb_dir: Path) -> None:
-    """Run ``apt-get download``, refreshing the package lists once if it fails."""
-    cmd = ["apt-get", "download", package]
-    try:
-        subprocess.run(cmd, check=True, cwd=deb_dir)
-    except subprocess.CalledProcessError:
-        log.info("apt-get download failed; running apt-get update and retrying")
-        subprocess.run(["apt-get", "update"], check=True)
-        subprocess.run(cmd, check=True, cwd=deb_dir)
 
 
 # --------------------------------------------------------------------------- common cleanup
@@ -588,7 +551,7 @@ def load_passages(
     seen = set(exclude)
     out: list[Passage] = []
     for source in sources:
-        root = fetch_deb(source, cache_dir)
+        root = fetch_deb(source, cache_dir / source)
         before = len(out)
         for text in to_passages(EXTRACTORS[source](root)):
             if text not in seen:

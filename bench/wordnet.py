@@ -8,11 +8,11 @@ example sentences; the distinct texts are the corpus that the MiniLM data sets e
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.debian import fetch_deb
 
 log = logging.getLogger(__name__)
 
@@ -83,39 +83,8 @@ class Gloss:
 
 
 def fetch_package(cache_dir: Path) -> Path:
-    """Download and unpack ``wordnet-base`` into ``cache_dir``; return the unpacked root.
-
-    Reuses an earlier unpack, so the download happens once per cache folder.
-    """
-    root = cache_dir / "root"
-    if (root / WORDNET_SUBDIR / "data.noun").is_file():
-        return root
-    deb_dir = cache_dir / "deb"
-    deb_dir.mkdir(parents=True, exist_ok=True)
-    debs = sorted(deb_dir.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        log.info("downloading %s with apt-get into %s", PACKAGE, deb_dir)
-        _apt_download(deb_dir)
-        debs = sorted(deb_dir.glob(f"{PACKAGE}_*.deb"))
-    if not debs:
-        raise FileNotFoundError(f"apt-get download left no {PACKAGE} .deb in {deb_dir}")
-    tmp = cache_dir / "root.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(tmp)], check=True)
-    tmp.rename(root)
-    log.info("unpacked %s into %s", debs[-1].name, root)
-    return root
-
-
-def _apt_download(deb_dir: Path) -> None:
-    """Run ``apt-get download``, refreshing the package lists once if it fails."""
-    cmd = ["apt-get", "download", PACKAGE]
-    try:
-        subprocess.run(cmd, check=True, cwd=deb_dir)
-    except subprocess.CalledProcessError:
-        log.info("apt-get download failed; running apt-get update and retrying")
-        subprocess.run(["apt-get", "update"], check=True)
-        subprocess.run(cmd, check=True, cwd=deb_dir)
+    """Download and unpack ``wordnet-base`` into ``cache_dir``; return the unpacked root."""
+    return fetch_deb(PACKAGE, cache_dir)
 
 
 def license_text(root: Path) -> str:
