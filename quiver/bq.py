@@ -104,6 +104,9 @@ STRONG_WEIGHT = 3
 def encode_queries(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Quantise float queries (q, D) to ``QUERY_BITS``-bit bit-planes for asymmetric distances.
 
+    The plain-numpy reference of the search kernel's ``kernels.encode_query`` (tests compare
+    the two); the search itself encodes inside the kernel to avoid per-call overhead.
+
     Each query is mapped affinely to integers ``u_i in [0, 2**QUERY_BITS - 1]`` with
     ``x_i ~ lo + delta * u_i``; bit-plane ``j`` holds bit ``j`` of every ``u_i`` (same word and bit
     layout as the codes). Returns ``planes`` (q, QUERY_BITS * W) uint64 and ``params`` (q, 3)
