@@ -11,16 +11,24 @@ import re
 _MAPPING = re.compile(r"^[0-9a-f]+-[0-9a-f]+ ")
 
 
-def rss_breakdown() -> dict[str, int]:
-    """Bytes of resident memory: ``anon`` (heap, arrays), ``file`` (mapped files), ``total``."""
-    fields = {"RssAnon": "anon", "RssFile": "file", "VmRSS": "total"}
+def status_bytes(*fields: str) -> dict[str, int]:
+    """``kB`` fields of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``RssAnon``...) in bytes."""
     out = {}
     with open("/proc/self/status", encoding="ascii") as fh:
         for line in fh:
             key, _, value = line.partition(":")
             if key in fields:
-                out[fields[key]] = int(value.split()[0]) * 1024
+                out[key] = int(value.split()[0]) * 1024
+    missing = set(fields) - set(out)
+    if missing:
+        raise RuntimeError(f"/proc/self/status has no {sorted(missing)} field")
     return out
+
+
+def rss_breakdown() -> dict[str, int]:
+    """Bytes of resident memory: ``anon`` (heap, arrays), ``file`` (mapped files), ``total``."""
+    raw = status_bytes("RssAnon", "RssFile", "VmRSS")
+    return {"anon": raw["RssAnon"], "file": raw["RssFile"], "total": raw["VmRSS"]}
 
 
 def mapped_file_rss(name_part: str) -> int:

@@ -34,6 +34,7 @@ import numpy as np
 from bench.adapters import ALGORITHMS, Adapter, make_adapter
 from bench.datasets import AnnDataset
 from bench.harness_data import dataset_label, load_dataset
+from bench.memory import status_bytes
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +54,9 @@ VERSIONED = ("numpy", "numba", "quiver", "hnswlib", "faiss-cpu", "h5py", "pyarro
 # ----------------------------------------------------------------------------- environment
 
 
-def _proc_status_bytes(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``) in bytes (Linux only)."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            key, _, value = line.partition(":")
-            if key == field:
-                return int(value.split()[0]) * 1024
-    raise RuntimeError(f"/proc/self/status has no {field} field")
-
-
 def rss_bytes() -> int:
     """Resident set size of this process now (``VmRSS``)."""
-    return _proc_status_bytes("VmRSS")
+    return status_bytes("VmRSS")["VmRSS"]
 
 
 def reset_peak_rss() -> bool:
@@ -230,7 +221,7 @@ def build(adapter: Adapter, train: np.ndarray) -> dict[str, Any]:
     t0 = time.perf_counter()
     adapter.fit(train)
     build_s = time.perf_counter() - t0
-    peak = _proc_status_bytes("VmHWM")
+    peak = status_bytes("VmHWM")["VmHWM"]
     gc.collect()
     release_free_heap()
     after = rss_bytes()
