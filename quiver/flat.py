@@ -123,7 +123,6 @@ class FlatIndex:
 
     def add(self, vectors: object, ids: object = None) -> np.ndarray:
         """Store vectors (copied); return their ids."""
-        from quiver.errors import DuplicateIdError
         from quiver.validation import as_ids, as_matrix
 
         x = as_matrix(vectors, self._dim)
@@ -131,9 +130,7 @@ class FlatIndex:
             start = int(self._labels.max()) + 1 if len(self) else 0
             labels = np.arange(start, start + x.shape[0], dtype=np.int64)
         else:
-            labels = as_ids(ids, x.shape[0])
-            if np.isin(labels, self._labels).any():
-                raise DuplicateIdError("some ids already exist in the flat index")
+            labels = as_ids(ids, x.shape[0], existing=self._labels)
         self._chunks.append(x)
         self._labels = np.concatenate([self._labels, labels])
         return labels

@@ -15,7 +15,7 @@ from numba.typed import List as TypedList
 
 from quiver import bq, graph, store
 from quiver.candidates import new_scratch
-from quiver.errors import CorruptIndexError, DuplicateIdError, InvalidInputError
+from quiver.errors import CorruptIndexError, InvalidInputError
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.params import DEFAULT_EF, BuildParams
 from quiver.search import search_batch, search_serial
@@ -223,13 +223,7 @@ class Index:
             if ids is None:
                 labels = np.arange(self._next_id, self._next_id + n_new, dtype=np.int64)
             else:
-                labels = as_ids(ids, n_new)
-                clash = np.isin(labels, self._labels[: self._count])
-                if clash.any():
-                    raise DuplicateIdError(
-                        f"{int(clash.sum())} ids already exist in the index, e.g. "
-                        f"{int(labels[clash][0])} (replacing belongs to the database layer)"
-                    )
+                labels = as_ids(ids, n_new, existing=self._labels[: self._count])
             x = self._prepare(x)
             start = self._count
             self._reserve(start + n_new)

@@ -43,8 +43,11 @@ def as_matrix(x: Any, dim: int, name: str = "vectors") -> np.ndarray:
     return out
 
 
-def as_ids(ids: Any, n: int) -> np.ndarray:
-    """Return ``ids`` as a new int64 (n,) array of distinct non-negative ids, or raise."""
+def as_ids(ids: Any, n: int, existing: np.ndarray | None = None) -> np.ndarray:
+    """Return ``ids`` as a new int64 (n,) array of distinct non-negative ids, or raise.
+
+    ``existing``: ids already stored; any of them in ``ids`` raises :class:`DuplicateIdError`.
+    """
     arr = np.asarray(ids)
     if arr.ndim == 0:
         arr = arr[None]
@@ -67,6 +70,13 @@ def as_ids(ids: Any, n: int) -> np.ndarray:
         raise DuplicateIdError(
             f"ids must be distinct within a batch: {dup.size} repeated, e.g. {int(dup[0])}"
         )
+    if existing is not None:
+        clash = np.isin(out, existing)
+        if clash.any():
+            raise DuplicateIdError(
+                f"{int(clash.sum())} ids already exist, e.g. {int(out[clash][0])} "
+                "(replacing belongs to the database layer)"
+            )
     return out
 
 
