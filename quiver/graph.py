@@ -90,11 +90,12 @@ def _link_point(
 ) -> int:
     """Search for ``p`` from ``entry``, prune the visited nodes into ``adjacency[p]``."""
     epoch = next_epoch(stamps, epochs, slot)
-    count, n_exp, _ = beam_search(
+    count, n_exp, _, _ = beam_search(
         codes,
         adjacency,
         degrees,
         dim,
+        adjacency.shape[0],
         codes[p],
         entry,
         stamps[slot],
@@ -103,6 +104,9 @@ def _link_point(
         dists,
         done,
         expanded,
+        np.empty(0, dtype=np.uint8),
+        ids[:0],
+        dists[:0],
     )
     # pool = expanded nodes + final list, deduplicated with a fresh epoch
     epoch = next_epoch(stamps, epochs, slot)
@@ -259,3 +263,110 @@ def code_medoid(codes: np.ndarray, dim: int, chunk: int = 8192) -> int:
         if best_score is None or scores[i] > best_score:
             best_row, best_score = s + i, scores[i]
     return best_row
+
+
+@njit(cache=True, nogil=True)
+def _repair_row(
+    p: int,
+    codes: np.ndarray,
+    dim: int,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    live: np.ndarray,
+    alpha: float,
+    stamps: np.ndarray,
+    epoch: int,
+    pool: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Replace ``p``'s edges to deleted rows by edges towards their live neighbours.
+
+    FreshDiskANN's delete consolidation: the candidates are ``p``'s live neighbours plus the
+    live neighbours of each deleted neighbour, RobustPrune-d back to the degree bound. Only
+    row ``p`` is written, and only rows of deleted points are read besides it, so rows can be
+    repaired in parallel without changing the result.
+    """
+    size = 0
+    stamps[p] = epoch
+    for j in range(degrees[p]):
+        nb = adjacency[p, j]
+        if live[nb]:
+            if stamps[nb] != epoch:
+                stamps[nb] = epoch
+                pool[size] = nb
+                size += 1
+            continue
+        for i in range(degrees[nb]):
+            c = adjacency[nb, i]
+            if live[c] and stamps[c] != epoch:
+                stamps[c] = epoch
+                pool[size] = c
+                size += 1
+    max_degree = adjacency.shape[1]
+    if size <= max_degree:
+        kept = size
+        out[:size] = pool[:size]
+    else:
+        rows, pool_dists = _sorted_pool(codes, dim, p, pool[:size])
+        kept = robust_prune(codes, dim, rows, pool_dists, alpha, out)
+    adjacency[p, :kept] = out[:kept]
+    adjacency[p, kept:] = -1
+    degrees[p] = kept
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def repair_deleted(
+    codes: np.ndarray,
+    dim: int,
+    adjacency: np.ndarray,
+    degrees: np.ndarray,
+    live: np.ndarray,
+    count: int,
+    alpha: float,
+    stamps: np.ndarray,
+    epochs: np.ndarray,
+) -> int:
+    """Reconnect every live row that links to a deleted row (rows ``0..count``); return how
+    many rows were repaired. Deleted rows are left as they are (the caller drops them)."""
+    affected = np.zeros(count, dtype=np.bool_)
+    for p in range(count):
+        if live[p]:
+            for j in range(degrees[p]):
+                if not live[adjacency[p, j]]:
+                    affected[p] = True
+                    break
+    todo = np.flatnonzero(affected)
+    n = todo.shape[0]
+    max_degree = adjacency.shape[1]
+    slots = min(stamps.shape[0], max(n, 1))
+    for slot in prange(slots):
+        pool = np.empty(max_degree * (max_degree + 1), dtype=np.int32)
+        out = np.empty(max_degree, dtype=np.int32)
+        for i in range(slot * n // slots, (slot + 1) * n // slots):
+            epoch = next_epoch(stamps, epochs, slot)
+            _repair_row(
+                todo[i], codes, dim, adjacency, degrees, live, alpha, stamps[slot], epoch,
+                pool, out,
+            )  # fmt: skip
+    return n
+
+
+@njit(cache=True, nogil=True)
+def compact_adjacency(
+    adjacency: np.ndarray, degrees: np.ndarray, keep: np.ndarray, new_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Adjacency of rows ``keep`` renumbered through ``new_row`` (old row -> new, -1 when
+    dropped); edges to dropped rows are removed."""
+    n = keep.shape[0]
+    out = np.full((n, adjacency.shape[1]), -1, dtype=np.int32)
+    out_deg = np.zeros(n, dtype=np.int32)
+    for i in range(n):
+        old = keep[i]
+        d = 0
+        for j in range(degrees[old]):
+            m = new_row[adjacency[old, j]]
+            if m >= 0:
+                out[i, d] = m
+                d += 1
+        out_deg[i] = d
+    return out, out_deg

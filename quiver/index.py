@@ -7,7 +7,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -18,7 +18,7 @@ from quiver.candidates import new_scratch
 from quiver.errors import CorruptIndexError, InvalidInputError
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.params import DEFAULT_EF, BuildParams
-from quiver.search import search_batch, search_serial
+from quiver.search import MODE_FILTERED, MODE_GRAPH, MODE_SCAN, search_batch, search_serial
 from quiver.types import SearchResult
 from quiver.validation import as_ids, as_matrix, positive_int
 
@@ -26,6 +26,38 @@ logger = logging.getLogger(__name__)
 
 _MIN_BATCH = 256  # smallest round size once the graph is big enough: keeps threads busy
 _BATCH_FRACTION = 0.02  # largest round = 2% of the points (ParlayANN-style prefix doubling)
+
+
+class IndexState(NamedTuple):
+    """What a search reads, captured at once: a consistent snapshot of the index.
+
+    The writer appends rows and re-prunes adjacency rows in place (readers bound their
+    traversal by ``count``, so they never follow an edge to a row published later) and
+    replaces the arrays wholesale when it grows or compacts them, then publishes a new state.
+    A search holding an older state keeps reading that state's arrays, which stay valid.
+    ``live`` is shared, so a delete is seen by searches at once.
+    """
+
+    codes: np.ndarray
+    adjacency: np.ndarray
+    degrees: np.ndarray
+    labels: np.ndarray
+    live: np.ndarray
+    count: int
+    n_deleted: int
+    entry: int
+    segments: Any  # numba typed List of read-only float32 views, or None when empty
+    segment_starts: np.ndarray
+    rows: np.ndarray  # arange(capacity) int64: "labels" that make a search return rows
+
+
+class Consolidation(NamedTuple):
+    """What :meth:`Index.consolidate` did; ``kept_rows[i]`` is the old row of new row ``i``."""
+
+    removed: int
+    repaired: int
+    seconds: float
+    kept_rows: np.ndarray
 
 
 class Index:
@@ -42,9 +74,9 @@ class Index:
     seed : fixes the insertion order and hence the graph.
     num_threads : threads for ``add`` and ``search`` (default: Numba's, i.e. all cores).
 
-    Thread safety: concurrent ``search`` calls are safe; ``add`` and ``save`` must not run
-    concurrently with each other or with searches (they are serialised by a lock, searches
-    are not).
+    Thread safety: any number of ``search`` calls may run while one writer calls ``add``,
+    ``delete``, ``consolidate`` or ``save`` (writers are serialised by a lock; searches take
+    no lock and read a consistent snapshot, see :class:`IndexState`).
     """
 
     def __init__(
@@ -68,6 +100,10 @@ class Index:
         self._adjacency = np.full((0, self._params.max_degree), -1, dtype=np.int32)
         self._degrees = np.zeros(0, dtype=np.int32)
         self._labels = np.full(0, -1, dtype=np.int64)
+        self._live = np.zeros(0, dtype=np.uint8)
+        self._n_deleted = 0
+        self._labels_sorted = True  # labels ascending by row: lookups by binary search
+        self._label_order: np.ndarray | None = None  # argsort of labels when they are not
         self._entry = -1
         self._next_id = 0
         self._segments: list[np.ndarray] = []  # read-only float views, file-backed first
@@ -82,6 +118,9 @@ class Index:
         self._build_seconds = 0.0
         self._path: Path | None = None
         self._generation = 0
+        self._row_numbers = np.zeros(0, dtype=np.int64)
+        self.metadata: dict[str, Any] = {}  # caller's metadata from the last save / open
+        self._state = self._make_state()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -100,12 +139,13 @@ class Index:
         return self._params
 
     def __len__(self) -> int:
-        return self._count
+        """Number of live (not deleted) points."""
+        return self._count - self._n_deleted
 
     def __repr__(self) -> str:
         p = self._params
         return (
-            f"Index(dim={self._dim}, metric={self.metric!r}, count={self._count}, "
+            f"Index(dim={self._dim}, metric={self.metric!r}, count={len(self)}, "
             f"max_degree={p.max_degree}, build_list_size={p.build_list_size}, alpha={p.alpha})"
         )
 
@@ -153,6 +193,7 @@ class Index:
         self._adjacency = grow(self._adjacency, -1)
         self._degrees = grow(self._degrees, 0)
         self._labels = grow(self._labels, -1)
+        self._live = grow(self._live, 0)
         with self._scratch_lock:
             self._scratch = []  # sized to the old capacity
 
@@ -196,8 +237,33 @@ class Index:
             typed.append(v)
         self._typed_segments = typed if views else None
 
-    def _acquire_scratch(self, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    def _make_state(self) -> IndexState:
         cap = self._capacity()
+        if self._row_numbers.shape[0] != cap:
+            self._row_numbers = np.arange(cap, dtype=np.int64)
+        return IndexState(
+            self._codes,
+            self._adjacency,
+            self._degrees,
+            self._labels,
+            self._live,
+            self._count,
+            self._n_deleted,
+            self._entry,
+            self._typed_segments,
+            self._segment_starts,
+            self._row_numbers,
+        )
+
+    def _publish(self) -> None:
+        """Make the writer's current arrays and counts visible to new searches."""
+        self._state = self._make_state()
+
+    def state(self) -> IndexState:
+        """The current consistent snapshot (what a search started now would read)."""
+        return self._state
+
+    def _acquire_scratch(self, slots: int, cap: int) -> tuple[np.ndarray, np.ndarray]:
         with self._scratch_lock:
             for i, (stamps, _) in enumerate(self._scratch):
                 if stamps.shape[0] >= slots and stamps.shape[1] == cap:
@@ -205,7 +271,7 @@ class Index:
         return new_scratch(slots, cap)
 
     def _release_scratch(self, scratch: tuple[np.ndarray, np.ndarray]) -> None:
-        if scratch[0].shape[1] == self._capacity():
+        if scratch[0].shape[1] == self._state.codes.shape[0]:
             with self._scratch_lock:
                 self._scratch.append(scratch)
 
@@ -214,7 +280,8 @@ class Index:
         """Insert vectors (one 1-D vector or a 2-D batch) into the graph; return their ids.
 
         ``ids=None`` assigns consecutive ids after the largest so far. Ids are non-negative
-        int64 and must be new: an id that exists, or repeats within the batch, raises
+        int64 and must be new: an id that exists (deleted ids count until
+        :meth:`consolidate` reclaims them), or repeats within the batch, raises
         :class:`DuplicateIdError` and nothing is stored.
         """
         x = as_matrix(vectors, self._dim)
@@ -229,13 +296,67 @@ class Index:
             self._reserve(start + n_new)
             bq.encode(x, out=self._codes[start : start + n_new])
             self._labels[start : start + n_new] = labels
+            self._live[start : start + n_new] = 1
+            self._note_label_order(start, labels)
             self._append_floats(x)
             t0 = time.perf_counter()
             self._insert_rows(start, n_new)
             self._build_seconds += time.perf_counter() - t0
             self._count = start + n_new
             self._next_id = max(self._next_id, int(labels.max()) + 1)
+            self._publish()
             return labels
+
+    def _note_label_order(self, start: int, labels: np.ndarray) -> None:
+        """Track whether labels stay ascending by row (then lookups are binary searches)."""
+        self._label_order = None
+        if self._labels_sorted:
+            ascending = bool(np.all(labels[1:] > labels[:-1]))
+            after = start == 0 or labels[0] > self._labels[start - 1]
+            self._labels_sorted = ascending and after
+
+    def _rows_of(self, labels: np.ndarray) -> np.ndarray:
+        """Row of each label (-1 where absent), deleted rows included."""
+        n = self._count
+        if n == 0:
+            return np.full(labels.shape, -1, dtype=np.int64)
+        stored = self._labels[:n]
+        if self._labels_sorted:
+            rows = np.minimum(np.searchsorted(stored, labels), n - 1)
+        else:
+            if self._label_order is None:
+                order = np.argsort(stored, kind="stable")
+                self._label_order = np.stack((order, stored[order]))
+            order, ordered = self._label_order
+            rows = order[np.minimum(np.searchsorted(ordered, labels), n - 1)]
+        return np.where(stored[rows] == labels, rows, -1).astype(np.int64)
+
+    # ------------------------------------------------------------------ delete
+    def delete(self, ids: Any) -> int:
+        """Delete points by id; return how many were live and are now deleted.
+
+        A deleted point is a tombstone: searches stop returning it at once, but it keeps
+        routing searches through the graph until :meth:`consolidate` reconnects its
+        neighbours and reclaims its space. Unknown or already deleted ids are ignored.
+        """
+        labels = np.atleast_1d(np.asarray(ids))
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise InvalidInputError(f"ids must be integers, got dtype {labels.dtype}")
+        with self._write_lock:
+            rows = self._rows_of(labels.astype(np.int64).reshape(-1))
+            return self.delete_rows(rows[rows >= 0])
+
+    def delete_rows(self, rows: np.ndarray) -> int:
+        """Tombstone rows (internal row numbers, as returned by :meth:`state`); return how
+        many were live. For the database layer, which addresses points by row."""
+        with self._write_lock:
+            rows = np.unique(np.asarray(rows, dtype=np.int64))
+            rows = rows[(rows >= 0) & (rows < self._count)]
+            newly = rows[self._live[rows] == 1]
+            self._live[newly] = 0
+            self._n_deleted += int(newly.shape[0])
+            self._publish()
+            return int(newly.shape[0])
 
     def _insert_rows(self, start: int, n_new: int) -> None:
         """Link rows ``start .. start + n_new`` into the graph in rounds (see quiver.graph)."""
@@ -281,6 +402,90 @@ class Index:
                 inserted += size
                 logger.debug("linked %d / %d points", done, n_new)
 
+    def consolidate(self) -> Consolidation:
+        """Reconnect the graph around deleted points and reclaim their space.
+
+        Every live point that links to a deleted one gets the deleted point's live
+        neighbours as candidates and is re-pruned (FreshDiskANN), in parallel; then the
+        deleted rows are dropped and the rest renumbered, keeping their order. Searches keep
+        running on the previous snapshot meanwhile. The float vectors of the kept rows are
+        gathered into memory until the next :meth:`save` writes them as one segment.
+        """
+        with self._write_lock:
+            t0 = time.perf_counter()
+            n = self._count
+            if self._n_deleted == 0:
+                return Consolidation(0, 0, 0.0, np.arange(n, dtype=np.int64))
+            threads = self._threads(None)
+            stamps, epochs = new_scratch(threads, self._capacity())
+            with _NumbaThreads(threads):
+                repaired = graph.repair_deleted(
+                    self._codes,
+                    self._dim,
+                    self._adjacency,
+                    self._degrees,
+                    self._live,
+                    n,
+                    self._params.alpha,
+                    stamps,
+                    epochs,
+                )
+            keep = np.flatnonzero(self._live[:n]).astype(np.int64)
+            new_row = np.full(self._capacity(), -1, dtype=np.int32)
+            new_row[keep] = np.arange(keep.shape[0], dtype=np.int32)
+            adjacency, degrees = graph.compact_adjacency(
+                self._adjacency, self._degrees, keep, new_row
+            )
+            codes = self._codes[keep]
+            floats = self._gather_floats(keep)
+            if self._live[self._entry]:
+                entry = int(new_row[self._entry])
+            else:
+                entry = graph.code_medoid(codes, self._dim) if keep.shape[0] else -1
+            self._codes, self._adjacency, self._degrees = codes, adjacency, degrees
+            self._labels = self._labels[keep]
+            self._live = np.ones(keep.shape[0], dtype=np.uint8)
+            self._entry = entry
+            removed = n - keep.shape[0]
+            self._count = int(keep.shape[0])
+            self._n_deleted = 0
+            self._label_order = None
+            self._segments, self._segment_files = [], []
+            self._tail = floats
+            self._tail_count = floats.shape[0]
+            self._refresh_segments()
+            with self._scratch_lock:
+                self._scratch = []
+            self._publish()
+            seconds = time.perf_counter() - t0
+            logger.info(
+                "consolidated %d deleted points (%d rows repaired) in %.2f s",
+                removed,
+                repaired,
+                seconds,
+            )
+            return Consolidation(removed, int(repaired), seconds, keep)
+
+    def _gather_floats(self, rows: np.ndarray) -> np.ndarray:
+        """Float vectors of ascending ``rows`` as one new (len(rows), D) array."""
+        out = np.empty((rows.shape[0], self._dim), dtype=np.float32)
+        starts = self._segment_starts
+        done = 0
+        for i, segment in enumerate(self._segments):
+            lo, hi = np.searchsorted(rows, [starts[i], starts[i + 1]])
+            out[done : done + hi - lo] = segment[rows[lo:hi] - starts[i]]
+            done += hi - lo
+        return out
+
+    def vectors_of_rows(self, state: IndexState, rows: np.ndarray) -> np.ndarray:
+        """Stored float vectors (unit-normalised for cosine) of ``rows`` of ``state``."""
+        out = np.empty((len(rows), self._dim), dtype=np.float32)
+        starts = state.segment_starts
+        for i, row in enumerate(np.asarray(rows, dtype=np.int64)):
+            seg = int(np.searchsorted(starts, row, side="right")) - 1
+            out[i] = state.segments[seg][row - starts[seg]]
+        return out
+
     # ------------------------------------------------------------------ search
     def _check_search_args(self, k: Any, ef: Any, rerank: Any) -> tuple[int, int, int]:
         k = positive_int(k, "k")
@@ -297,26 +502,66 @@ class Index:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q = as_matrix(queries, self._dim, "queries")
         k, ef, rerank = self._check_search_args(k, ef, rerank)
-        nq = q.shape[0]
+        state = self._state
+        return self.search_state(state, self._prepare(q), k, ef, rerank, num_threads)
+
+    def search_state(
+        self,
+        state: IndexState,
+        queries: np.ndarray,
+        k: int,
+        ef: int,
+        rerank: int,
+        num_threads: int | None = None,
+        admit: np.ndarray | None = None,
+        scan: bool = False,
+        return_rows: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Search a captured :class:`IndexState` with already validated, prepared queries.
+
+        The database layer's entry point. ``admit`` (uint8 per row of ``state``, optional)
+        restricts the results to rows with a non-zero entry (a filter; deleted rows are
+        excluded whatever it says); ``scan=True`` scores every admitted row exactly in code
+        space instead of walking the graph (for filters that match few rows).
+        ``return_rows`` returns row numbers instead of labels. Returns
+        ``(ids, distances, code_distances_per_query)``.
+        """
+        nq = queries.shape[0]
         out_ids = np.full((nq, k), -1, dtype=np.int64)
         out_dists = np.full((nq, k), np.inf, dtype=np.float32)
         out_ndist = np.zeros(nq, dtype=np.int64)
-        if self._count == 0:
+        if state.count == 0 or nq == 0:
             return out_ids, out_dists, out_ndist
-        q = self._prepare(q)
+        if admit is None and not scan:
+            mode = MODE_GRAPH if state.n_deleted == 0 else MODE_FILTERED
+            admit = state.live
+        else:
+            n = state.count
+            mask = np.zeros(state.codes.shape[0], dtype=np.uint8)
+            mask[:n] = state.live[:n] if admit is None else admit[:n] & state.live[:n]
+            admit = mask
+            mode = MODE_SCAN if scan else MODE_FILTERED
+        rows = (
+            np.flatnonzero(admit[: state.count]).astype(np.int32)
+            if mode != MODE_GRAPH
+            else np.zeros(0, dtype=np.int32)
+        )
+        if mode != MODE_GRAPH and rows.shape[0] == 0:
+            return out_ids, out_dists, out_ndist
         threads = min(self._threads(num_threads), nq)
-        scratch = self._acquire_scratch(threads)
+        scratch = self._acquire_scratch(threads, state.codes.shape[0])
         args = (
-            self._codes,
-            self._adjacency,
-            self._degrees,
+            state.codes,
+            state.adjacency,
+            state.degrees,
             self._dim,
-            self._entry,
+            state.entry,
+            state.count,
             int(self._metric),
-            self._typed_segments,
-            self._segment_starts,
-            self._labels,
-            q,
+            state.segments,
+            state.segment_starts,
+            state.rows if return_rows else state.labels,
+            queries,
             ef,
             rerank,
             scratch[0][:threads],
@@ -324,6 +569,9 @@ class Index:
             out_ids,
             out_dists,
             out_ndist,
+            mode,
+            admit,
+            rows,
         )
         try:
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
@@ -370,17 +618,23 @@ class Index:
     def stats(self) -> dict[str, Any]:
         """Counts, memory and parameters.
 
+        ``count`` counts live points, ``deleted`` tombstones not yet consolidated.
         ``hot_bytes`` is what search keeps in RAM as allocated (codes + adjacency with spare
-        slots + degrees + id map); ``cold_bytes`` the float32 vectors (memory-mapped files
-        plus vectors added since the last save).
+        slots + degrees + id map + live flags); ``cold_bytes`` the float32 vectors
+        (memory-mapped files plus vectors added since the last save).
         """
         hot = (
-            self._codes.nbytes + self._adjacency.nbytes + self._degrees.nbytes + self._labels.nbytes
+            self._codes.nbytes
+            + self._adjacency.nbytes
+            + self._degrees.nbytes
+            + self._labels.nbytes
+            + self._live.nbytes
         )
         cold = sum(s.nbytes for s in self._segments)
         degrees = self._degrees[: self._count]
         return {
-            "count": self._count,
+            "count": len(self),
+            "deleted": self._n_deleted,
             "dim": self._dim,
             "metric": self.metric,
             "hot_bytes": int(hot),
@@ -395,21 +649,35 @@ class Index:
         }
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> None:
-        """Write the index to directory ``path`` (created if needed), crash-safely.
+    def next_generation(self, path: str | Path) -> int:
+        """The generation number the next :meth:`save` into ``path`` will write."""
+        try:
+            previous = store.read_manifest(Path(path))["generation"]
+        except (FileNotFoundError, ValueError, KeyError):
+            previous = 0
+        return max(previous, self._generation) + 1
+
+    def save(
+        self,
+        path: str | Path,
+        *,
+        attached_files: dict[str, str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> int:
+        """Write the index to directory ``path`` (created if needed), crash-safely; return the
+        generation written.
 
         Float vectors added since the last save go to a new Arrow segment; existing segments
         are kept (or copied when saving elsewhere). The manifest is published last, so a crash
-        leaves the previous save readable.
+        leaves the previous save readable. ``attached_files`` (key -> file name, already
+        written and fsynced in ``path`` by the caller, named ``<key>-g<generation>.<ext>``) and
+        ``metadata`` (JSON) are published in the same manifest, so that a caller's own files
+        switch atomically with the index (the database layer's points and log position).
         """
         directory = Path(path)
         directory.mkdir(parents=True, exist_ok=True)
         with self._write_lock:
-            try:
-                previous = store.read_manifest(directory)["generation"]
-            except (FileNotFoundError, ValueError, KeyError):
-                previous = 0
-            gen = max(previous, self._generation) + 1
+            gen = self.next_generation(directory)
             segments, new_files = [], []
             for i, (view, src) in enumerate(zip(self._segments, self._segment_files, strict=True)):
                 if src is not None and src.parent.resolve() == directory.resolve():
@@ -429,6 +697,7 @@ class Index:
                 ("adjacency", self._adjacency[:n]),
                 ("degrees", self._degrees[:n]),
                 ("labels", self._labels[:n]),
+                ("live", self._live[:n]),
             ):
                 files[key] = f"{key}-g{gen}.npy"
                 store.save_array(directory / files[key], arr)
@@ -444,7 +713,8 @@ class Index:
                 "params": self._params.to_dict(),
                 "vectors_normalized": self._metric == Metric.COSINE,
                 "segments": segments,
-                "files": files,
+                "files": {**files, **(attached_files or {})},
+                "metadata": metadata or {},
             }
             store.write_manifest(directory, manifest)
             store.remove_unreferenced(directory, manifest)
@@ -458,6 +728,8 @@ class Index:
                 self._tail = np.zeros((0, self._dim), dtype=np.float32)
                 self._tail_count = 0
             self._refresh_segments()
+            self._publish()
+            return gen
 
     @classmethod
     def open(cls, path: str | Path, *, num_threads: int | None = None) -> Index:
@@ -480,6 +752,14 @@ class Index:
         index._degrees = store.load_array(directory / files["degrees"])
         index._labels = store.load_array(directory / files["labels"])
         index._count = int(manifest["count"])
+        index._live = (
+            store.load_array(directory / files["live"])
+            if "live" in files
+            else np.ones(index._count, dtype=np.uint8)
+        )
+        index._n_deleted = int(index._count - np.count_nonzero(index._live))
+        index._labels_sorted = bool(np.all(np.diff(index._labels) > 0))
+        index.metadata = dict(manifest.get("metadata", {}))
         for seg in manifest["segments"]:
             file = directory / seg["file"]
             if not file.is_file():
@@ -498,6 +778,7 @@ class Index:
         index._generation = int(manifest["generation"])
         index._path = directory
         index._refresh_segments()
+        index._publish()
         return index
 
 

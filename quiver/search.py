@@ -20,7 +20,8 @@ def beam_search(
     adjacency: np.ndarray,
     degrees: np.ndarray,
     dim: int,
-    query: np.ndarray,
+    limit: int,
+    query,
     entry: int,
     stamps: np.ndarray,
     epoch: int,
@@ -28,29 +29,48 @@ def beam_search(
     dists: np.ndarray,
     done: np.ndarray,
     expanded: np.ndarray,
-) -> tuple[int, int, int]:
+    admit: np.ndarray,
+    res_ids: np.ndarray,
+    res_dists: np.ndarray,
+) -> tuple[int, int, int, int]:
     """Greedy best-first search in code space from ``entry`` with list size ``len(ids)``.
 
     ``codes`` (n, 2W) uint64; ``adjacency`` (n, R) int32 padded with -1 past ``degrees[row]``;
+    ``limit`` the number of rows a search may visit: neighbours outside ``[0, limit)`` are
+    skipped, which makes a search safe against a concurrent writer appending rows or
+    re-pruning a row (it may read a torn row, never an out-of-range one);
     ``query`` one code row (symmetric distance, int64 ``dists``) or a ``(planes, params)``
     tuple from ``encode_query`` (asymmetric distance, float64 ``dists``); ``stamps`` the
     visited stamps (n,) uint8 of this thread, current when equal to ``epoch``;
-    ``ids``/``dists``/``done`` the candidate list (capacity = ef);
+    ``ids``/``dists``/``done`` the navigation list (capacity = ef);
     ``expanded`` receives the expanded rows in order (pass an empty array to skip).
 
-    Returns ``(count, n_expanded, n_distances)``: candidates in the list, nodes expanded (all of
-    them, even past the capacity of ``expanded``) and code distances computed.
+    ``admit`` (uint8, one per row) restricts what is returned without restricting where the
+    search goes: every scored row with ``admit[row] != 0`` is also kept in the separate sorted
+    result list ``res_ids``/``res_dists``. With an empty ``admit`` the navigation list is the
+    result and ``res_*`` are untouched. This is how deleted points (tombstones) and filters
+    are handled: they still route the search, they are never returned.
+
+    Returns ``(count, n_expanded, n_distances, n_results)``: candidates in the navigation list,
+    nodes expanded (all of them, even past the capacity of ``expanded``), code distances
+    computed and entries in the result list (``count`` when ``admit`` is empty).
     """
     words = codes.shape[1] // 2
+    filtered = admit.shape[0] > 0
+    res_done = np.empty(res_ids.shape[0], dtype=np.bool_)
+    n_res = 0
     stamps[entry] = epoch
     count = 1
     ids[0] = entry
     dists[0] = navigation_distance(query, codes[entry], words, dim)
     done[0] = False
+    if filtered and admit[entry]:
+        n_res = _keep_result(res_ids, res_dists, res_done, n_res, entry, dists[0])
     n_dist = 1
     n_expanded = 0
     cur = 0
     fresh = np.empty(adjacency.shape[1], dtype=np.int32)
+    bound = np.uint32(limit)
     while cur < count:
         node = ids[cur]
         done[cur] = True
@@ -61,6 +81,8 @@ def beam_search(
         n_fresh = 0
         for j in range(degrees[node]):
             nb = adjacency[node, j]
+            if np.uint32(nb) >= bound:  # -1 padding or a row not yet published
+                continue
             if stamps[nb] != epoch:
                 stamps[nb] = epoch
                 fresh[n_fresh] = nb
@@ -71,6 +93,8 @@ def beam_search(
         for j in range(n_fresh):
             nb = fresh[j]
             d = navigation_distance(query, codes[nb], words, dim)
+            if filtered and admit[nb]:
+                n_res = _keep_result(res_ids, res_dists, res_done, n_res, nb, d)
             pos = insert_candidate(ids, dists, done, count, nb, d)
             if pos >= 0:
                 if count < ids.shape[0]:
@@ -84,35 +108,88 @@ def beam_search(
             cur += 1
         if cur < count:
             prefetch(adjacency, ids[cur], 0)
-    return count, n_expanded, n_dist
+    return count, n_expanded, n_dist, (n_res if filtered else count)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _keep_result(res_ids, res_dists, res_done, n_res, row, d) -> int:
+    """Insert ``(d, row)`` into the result list; return its new length."""
+    if insert_candidate(res_ids, res_dists, res_done, n_res, row, d) >= 0 and n_res < len(res_ids):
+        return n_res + 1
+    return n_res
 
 
 @njit(cache=True, nogil=True)
-def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch, out) -> None:
+def scan_rows(codes, dim, query, rows, admit, ids, dists) -> int:
+    """Exact code-space top-``len(ids)`` over ``rows`` (ascending row numbers), skipping rows
+    with ``admit[row] == 0`` (a row deleted since ``rows`` was computed). Returns the count.
+
+    The low-selectivity path of filtered search: when few rows match a filter, scoring all of
+    them costs less than a graph search and cannot miss any.
+    """
+    words = codes.shape[1] // 2
+    done = np.empty(ids.shape[0], dtype=np.bool_)
+    count = 0
+    for i in range(rows.shape[0]):
+        if i + 4 < rows.shape[0]:
+            prefetch_row(codes, rows[i + 4])
+        row = rows[i]
+        if not admit[row]:
+            continue
+        d = navigation_distance(query, codes[row], words, dim)
+        count = _keep_result(ids, dists, done, count, row, d)
+    return count
+
+
+# search modes, chosen per call by the caller from the filter's selectivity
+MODE_GRAPH = 0  # beam search, the navigation list is the result (no deletes, no filter)
+MODE_FILTERED = 1  # beam search, admitted rows collected apart; scan if fewer than k found
+MODE_SCAN = 2  # exact code-space scan of the admitted rows, then rerank
+
+
+@njit(cache=True, nogil=True)
+def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch, out, selection):
     """Search queries ``start..stop`` with the scratch of ``slot`` (one thread's share).
 
     Argument groups (tuples, see :func:`search_batch`) keep the kernels' signatures short.
     """
-    codes, adjacency, degrees, dim, entry = graph
+    codes, adjacency, degrees, dim, entry, limit = graph
     metric, segments, segment_starts, labels = floats
     stamps, epochs = scratch
     out_ids, out_dists, out_ndist = out
+    mode, admit, rows = selection
+    k = out_ids.shape[1]
     ids = np.empty(ef, dtype=np.int32)
     dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
+    res_ids = np.empty(ef, dtype=np.int32)
+    res_dists = np.empty(ef, dtype=np.float64)
     no_record = np.empty(0, dtype=np.int32)
+    no_admit = np.empty(0, dtype=np.uint8)
     planes = np.empty(2 * codes.shape[1], dtype=np.uint64)  # QUERY_BITS (4) planes of W words
     params = np.empty(3, dtype=np.float64)
     for qi in range(start, stop):
         encode_query(queries[qi], planes, params)
-        epoch = next_epoch(stamps, epochs, slot)
-        count, _, n_dist = beam_search(
-            codes, adjacency, degrees, dim, (planes, params), entry, stamps[slot], epoch,
-            ids, dists, done, no_record,
-        )  # fmt: skip
-        out_ndist[qi] = n_dist
+        query = (planes, params)
+        if mode == MODE_SCAN:
+            n_res = scan_rows(codes, dim, query, rows, admit, res_ids, res_dists)
+            found = res_ids
+            out_ndist[qi] = rows.shape[0]
+        else:
+            epoch = next_epoch(stamps, epochs, slot)
+            count, _, n_dist, n_res = beam_search(
+                codes, adjacency, degrees, dim, limit, query, entry, stamps[slot], epoch,
+                ids, dists, done, no_record, admit if mode == MODE_FILTERED else no_admit,
+                res_ids, res_dists,
+            )  # fmt: skip
+            found = res_ids if mode == MODE_FILTERED else ids
+            out_ndist[qi] = n_dist
+            if mode == MODE_FILTERED and n_res < k and rows.shape[0] > n_res:
+                # the filter's matches are rare around this query: score them all instead
+                n_res = scan_rows(codes, dim, query, rows, admit, res_ids, res_dists)
+                out_ndist[qi] += rows.shape[0]
         rerank_top_k(
-            queries[qi], ids[: min(count, rerank)], metric, segments, segment_starts, labels,
+            queries[qi], found[: min(n_res, rerank)], metric, segments, segment_starts, labels,
             out_ids[qi], out_dists[qi],
         )  # fmt: skip
 
@@ -125,36 +202,45 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
 
 @njit(cache=True, nogil=True, parallel=True)
 def search_batch(
-    codes, adjacency, degrees, dim, entry, metric, segments, segment_starts, labels,
-    queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist,
+    codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
+    queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
 ) -> None:  # fmt: skip
     """Search many queries in parallel: one contiguous range of queries per scratch slot.
 
     Graph: ``codes`` (n, 2W) uint64, ``adjacency`` (n, R) int32, ``degrees`` (n,) int32, ``dim``,
-    ``entry`` row. Floats: ``metric`` code, ``segments`` typed List of (rows, D) float32,
-    ``segment_starts`` int64, ``labels`` int64 (negative = deleted). ``queries`` float32
-    (q, D), prepared (unit-normalised for cosine). Scratch: ``stamps`` (slots, n) uint8 and
-    ``epochs`` (slots,) uint8, one slot per range. Outputs: ``out_ids`` int64 (q, k),
-    ``out_dists`` float32 (q, k), -1 / inf padded, ``out_ndist`` code distances per query.
+    ``entry`` row, ``limit`` rows visible to this search. Floats: ``metric`` code,
+    ``segments`` typed List of (rows, D) float32, ``segment_starts`` int64, ``labels`` int64
+    (negative = skipped). ``queries`` float32 (q, D), prepared (unit-normalised for cosine).
+    Scratch: ``stamps`` (slots, n) uint8 and ``epochs`` (slots,) uint8, one slot per range.
+    Outputs: ``out_ids`` int64 (q, k), ``out_dists`` float32 (q, k), -1 / inf padded,
+    ``out_ndist`` code distances per query. Selection: ``mode`` (``MODE_*``), ``admit`` uint8
+    per row (rows that may be returned; used by the filtered and scan modes), ``rows`` int32
+    ascending, the admitted rows (scanned by ``MODE_SCAN`` and by the filtered fallback).
     """
-    graph = (codes, adjacency, degrees, dim, entry)
+    graph = (codes, adjacency, degrees, dim, entry, limit)
     floats = (metric, segments, segment_starts, labels)
     out = (out_ids, out_dists, out_ndist)
+    selection = (mode, admit, rows)
     nq = queries.shape[0]
     slots = min(stamps.shape[0], nq)
     for slot in prange(slots):
         start = slot * nq // slots
         stop = (slot + 1) * nq // slots
-        _search_range(start, stop, slot, graph, floats, queries, ef, rerank, (stamps, epochs), out)
+        _search_range(
+            start, stop, slot, graph, floats, queries, ef, rerank, (stamps, epochs), out, selection
+        )
 
 
 @njit(cache=True, nogil=True)
 def search_serial(
-    codes, adjacency, degrees, dim, entry, metric, segments, segment_starts, labels,
-    queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist,
+    codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
+    queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
 ) -> None:  # fmt: skip
     """Same contract as :func:`search_batch` on the calling thread (small batches)."""
-    graph = (codes, adjacency, degrees, dim, entry)
+    graph = (codes, adjacency, degrees, dim, entry, limit)
     floats = (metric, segments, segment_starts, labels)
     out = (out_ids, out_dists, out_ndist)
-    _search_range(0, queries.shape[0], 0, graph, floats, queries, ef, rerank, (stamps, epochs), out)
+    selection = (mode, admit, rows)
+    _search_range(
+        0, queries.shape[0], 0, graph, floats, queries, ef, rerank, (stamps, epochs), out, selection
+    )

@@ -33,7 +33,9 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VECTOR_COLUMN = "vector"
-_OWNED_FILE = re.compile(r"^(vectors|codes|adjacency|degrees|labels)-g\d+(-\d+)?\.(arrow|npy)$")
+_OWNED_FILE = re.compile(
+    r"^(vectors|codes|adjacency|degrees|labels|live|points)-g\d+(-\d+)?\.(arrow|npy)$"
+)
 
 
 def _fsync_dir(path: Path) -> None:
