@@ -1,25 +1,41 @@
 """quiver: vector search whose hot path runs on training-free 2-bit codes."""
 
+from quiver.collection import Collection
+from quiver.database import Database
 from quiver.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
     CorruptIndexError,
+    DatabaseLockedError,
     DuplicateIdError,
     FormatVersionError,
+    InvalidFilterError,
     InvalidInputError,
+    PointNotFoundError,
     QuiverError,
 )
 from quiver.flat import FlatIndex, exact_search
 from quiver.index import Index, warmup
 from quiver.recall import recall_at_k
-from quiver.types import SearchResult
+from quiver.types import Point, ScoredPoint, SearchResult
 
 __all__ = [
+    "Collection",
+    "CollectionExistsError",
+    "CollectionNotFoundError",
     "CorruptIndexError",
+    "Database",
+    "DatabaseLockedError",
     "DuplicateIdError",
     "FlatIndex",
     "FormatVersionError",
     "Index",
+    "InvalidFilterError",
     "InvalidInputError",
+    "Point",
+    "PointNotFoundError",
     "QuiverError",
+    "ScoredPoint",
     "SearchResult",
     "exact_search",
     "recall_at_k",

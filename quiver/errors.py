@@ -25,3 +25,23 @@ class FormatVersionError(QuiverError, ValueError):
 
 class CorruptIndexError(QuiverError, OSError):
     """A saved index directory is missing files or its files disagree with the manifest."""
+
+
+class InvalidFilterError(InvalidInputError):
+    """A payload filter is malformed (unknown key, wrong shape, wrong value type)."""
+
+
+class CollectionNotFoundError(QuiverError, LookupError):
+    """No collection of that name exists in the database."""
+
+
+class CollectionExistsError(QuiverError, ValueError):
+    """A collection of that name already exists."""
+
+
+class PointNotFoundError(QuiverError, LookupError):
+    """No live point has that id in the collection."""
+
+
+class DatabaseLockedError(QuiverError, OSError):
+    """Another process (or another ``Database`` object) holds the data directory's lock."""

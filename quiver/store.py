@@ -38,7 +38,8 @@ _OWNED_FILE = re.compile(
 )
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, making renames and new entries in it durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -104,7 +105,7 @@ def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, directory / MANIFEST)
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,3 +14,26 @@ class SearchResult(NamedTuple):
 
     ids: np.ndarray
     distances: np.ndarray
+
+
+@dataclass(frozen=True)
+class Point:
+    """A stored point: the user's id, its JSON payload and (on request) its float vector.
+
+    For cosine collections the vector is the stored unit-normalised one.
+    """
+
+    id: int | str
+    payload: dict[str, Any] | None = None
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    """A search hit. ``score``: cosine similarity (cosine), dot product (ip) or squared
+    Euclidean distance (l2); higher is better for cosine and ip, lower for l2."""
+
+    id: int | str
+    score: float
+    payload: dict[str, Any] | None = None
+    vector: list[float] | None = None

@@ -1,0 +1,160 @@
+"""Point payloads: validation, JSON text storage, and per-field columns for filters.
+
+Payloads are JSON objects stored as compact JSON text, one per row (rows align with the index).
+A filter on a field reads a :class:`FieldColumn` built from the payloads on first use and kept
+up to date by every later write: numbers in a float64 array, other scalars (strings, booleans)
+as dictionary codes in an int32 array, so that a condition over all rows is one vectorised
+comparison. Rows whose value is a list are kept apart and matched element by element.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from quiver.errors import InvalidInputError
+
+MISSING = object()  # a field absent from a payload
+
+
+def encode_payload(payload: Any, where: str = "payload") -> str | None:
+    """Return ``payload`` (a JSON object or None) as compact JSON text, or raise."""
+    if payload is None:
+        return None
+    if not isinstance(payload, dict):
+        raise InvalidInputError(
+            f"{where} must be a JSON object (dict) or None, got {type(payload).__name__}"
+        )
+    try:
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"{where} is not JSON-serialisable: {exc}") from exc
+
+
+def decode_payload(text: str | None) -> dict[str, Any] | None:
+    """Inverse of :func:`encode_payload`."""
+    return None if text is None else json.loads(text)
+
+
+def field_value(payload: dict[str, Any] | None, path: str) -> Any:
+    """Value at dotted ``path`` (``"a.b"`` reads ``payload["a"]["b"]``), or ``MISSING``."""
+    value: Any = payload
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return MISSING
+        value = value[part]
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _scalar_key(value: Any) -> tuple[str, Any] | None:
+    """Dictionary key of a non-numeric scalar (bool and str kept apart from 1 and "1")."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, str):
+        return ("s", value)
+    return None
+
+
+class FieldColumn:
+    """One payload field over every row, for vectorised filtering."""
+
+    def __init__(self) -> None:
+        self.numbers = np.empty(0, dtype=np.float64)  # NaN where absent or not a number
+        self.codes = np.empty(0, dtype=np.int32)  # dictionary code, -1 where absent
+        self.dictionary: dict[tuple[str, Any], int] = {}
+        self.lists: dict[int, list[Any]] = {}  # rows whose value is a list
+        self.size = 0
+
+    def append(self, values: list[Any]) -> None:
+        """Append one value per new row (``MISSING`` where the payload lacks the field)."""
+        n = len(values)
+        need = self.size + n
+        if need > self.numbers.shape[0]:
+            cap = max(need, int(self.numbers.shape[0] * 1.5) + 64)
+            numbers = np.full(cap, np.nan, dtype=np.float64)
+            codes = np.full(cap, -1, dtype=np.int32)
+            numbers[: self.size] = self.numbers[: self.size]
+            codes[: self.size] = self.codes[: self.size]
+            self.numbers, self.codes = numbers, codes
+        for i, value in enumerate(values):
+            row = self.size + i
+            self.numbers[row] = np.nan
+            self.codes[row] = -1
+            if isinstance(value, list):
+                self.lists[row] = value
+            elif _is_number(value):
+                self.numbers[row] = float(value)
+            else:
+                key = _scalar_key(value)
+                if key is not None:
+                    self.codes[row] = self.dictionary.setdefault(key, len(self.dictionary))
+        self.size = need
+
+    def take(self, rows: np.ndarray) -> FieldColumn:
+        """A new column holding ``rows`` (ascending) renumbered 0..len(rows)."""
+        out = FieldColumn()
+        out.numbers = self.numbers[rows]
+        out.codes = self.codes[rows]
+        out.dictionary = dict(self.dictionary)
+        if self.lists:
+            new_row = {int(old): new for new, old in enumerate(rows)}
+            out.lists = {new_row[r]: v for r, v in self.lists.items() if r in new_row}
+        out.size = int(rows.shape[0])
+        return out
+
+    def _list_rows(self, n: int, test) -> np.ndarray:
+        return np.fromiter(
+            (r for r, values in self.lists.items() if r < n and any(test(v) for v in values)),
+            dtype=np.int64,
+        )
+
+    def match_any(self, values: list[Any], n: int) -> np.ndarray:
+        """Rows (of the first ``n``) whose value equals one of ``values``."""
+        mask = np.zeros(n, dtype=bool)
+        numbers = [float(v) for v in values if _is_number(v)]
+        if numbers:
+            mask |= np.isin(self.numbers[:n], numbers)
+        codes = [self.dictionary[k] for v in values if (k := _scalar_key(v)) in self.dictionary]
+        if codes:
+            mask |= np.isin(self.codes[:n], codes)
+        if self.lists:
+            wanted = {(_scalar_key(v) or ("n", float(v))) for v in values}
+            mask[self._list_rows(n, lambda v: _element_key(v) in wanted)] = True
+        return mask
+
+    def in_range(self, bounds: dict[str, float], n: int) -> np.ndarray:
+        """Rows whose numeric value satisfies every bound (``gt``, ``gte``, ``lt``, ``lte``)."""
+        col = self.numbers[:n]
+        mask = ~np.isnan(col)
+        ops = {"gt": np.greater, "gte": np.greater_equal, "lt": np.less, "lte": np.less_equal}
+        for op, bound in bounds.items():
+            mask &= ops[op](col, bound)
+        if self.lists:
+
+            def inside(v: Any) -> bool:
+                return _is_number(v) and all(
+                    ops[op](float(v), bound) for op, bound in bounds.items()
+                )
+
+            mask[self._list_rows(n, inside)] = True
+        return mask
+
+    def present(self, n: int) -> np.ndarray:
+        """Rows where the field holds a scalar or a non-empty list."""
+        mask = ~np.isnan(self.numbers[:n]) | (self.codes[:n] >= 0)
+        mask[[r for r, v in self.lists.items() if r < n and v]] = True
+        return mask
+
+
+def _element_key(value: Any) -> tuple[str, Any] | None:
+    key = _scalar_key(value)
+    if key is None and _is_number(value) and math.isfinite(value):
+        return ("n", float(value))
+    return key
