@@ -68,6 +68,8 @@ SCAN_PER_EF = 32
 #: Above the scan limit the graph search's list grows as ef * sqrt(FILTER_EF_SELECTIVITY / s)
 #: (at most 4 ef), so that the matches met on the way still fill the result list.
 FILTER_EF_SELECTIVITY = 0.25
+#: Extra results asked of the index beyond k (see Collection._search).
+RESULT_MARGIN = 8
 
 
 def check_name(name: Any) -> str:
@@ -134,6 +136,7 @@ class Collection:
         num_threads: int | None = None,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         consolidate_fraction: float = DEFAULT_CONSOLIDATE_FRACTION,
+        verify_segments: bool = True,
     ) -> None:
         self._dir = Path(directory)
         self.config = config
@@ -148,7 +151,9 @@ class Collection:
         self._consolidator: threading.Thread | None = None
         p = config.params
         if (self._dir / store.MANIFEST).is_file():
-            self._index = Index.open(self._dir, num_threads=num_threads)
+            self._index = Index.open(
+                self._dir, num_threads=num_threads, verify_segments=verify_segments
+            )
             if self._index.dim != config.dim or self._index.metric != config.metric:
                 raise CorruptIndexError(f"{self._dir}: index disagrees with {CONFIG_FILE}")
             ids, payloads = self._read_points()
@@ -677,8 +682,10 @@ class Collection:
         flt = parse_filter(filter)
         view = self._view
         state = view.state
-        extra = 1 if exclude is not None else 0
-        kk, ef_nav, admit, scan = k + extra, max(ef, k + extra), None, False
+        # spare results replace hits dropped on the way out: the query point itself, a point
+        # deleted or replaced by a concurrent write after the search read its snapshot
+        kk = k + RESULT_MARGIN + (1 if exclude is not None else 0)
+        ef_nav, admit, scan = max(ef, kk), None, False
         if flt is not None:
             mask = self._mask(view, flt)
             n_match = int(mask.sum())

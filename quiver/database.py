@@ -61,6 +61,8 @@ class Database:
     num_threads : threads for builds and batch searches (default: all cores).
     checkpoint_bytes : log size that triggers a checkpoint.
     consolidate_fraction : share of tombstoned rows that triggers background consolidation.
+    verify_segments : check the float vector files against their checksums on open (reads
+        them once); the log, points and hot arrays are always checked.
     """
 
     def __init__(
@@ -71,6 +73,7 @@ class Database:
         num_threads: int | None = None,
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         consolidate_fraction: float = DEFAULT_CONSOLIDATE_FRACTION,
+        verify_segments: bool = True,
     ) -> None:
         self._path = Path(path)
         self._options: dict[str, Any] = {
@@ -78,6 +81,7 @@ class Database:
             "num_threads": num_threads,
             "checkpoint_bytes": checkpoint_bytes,
             "consolidate_fraction": consolidate_fraction,
+            "verify_segments": verify_segments,
         }
         (self._path / COLLECTIONS_DIR).mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self._path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)

@@ -120,6 +120,7 @@ class Index:
         self._generation = 0
         self._row_numbers = np.zeros(0, dtype=np.int64)
         self.metadata: dict[str, Any] = {}  # caller's metadata from the last save / open
+        self._checksums: dict[str, int] = {}  # CRC-32 of the saved files, by name
         self._state = self._make_state()
 
     # ------------------------------------------------------------------ properties
@@ -532,22 +533,20 @@ class Index:
         out_ndist = np.zeros(nq, dtype=np.int64)
         if state.count == 0 or nq == 0:
             return out_ids, out_dists, out_ndist
+        n = state.count
         if admit is None and not scan:
+            # deleted rows are skipped through the shared live flags, read as they change
             mode = MODE_GRAPH if state.n_deleted == 0 else MODE_FILTERED
             admit = state.live
+            rows = np.zeros(0, dtype=np.int32)
         else:
-            n = state.count
-            mask = np.zeros(state.codes.shape[0], dtype=np.uint8)
+            mask = np.zeros(state.codes.shape[0], dtype=np.uint8)  # private: safe to count
             mask[:n] = state.live[:n] if admit is None else admit[:n] & state.live[:n]
             admit = mask
+            rows = np.flatnonzero(mask[:n]).astype(np.int32)
             mode = MODE_SCAN if scan else MODE_FILTERED
-        rows = (
-            np.flatnonzero(admit[: state.count]).astype(np.int32)
-            if mode != MODE_GRAPH
-            else np.zeros(0, dtype=np.int32)
-        )
-        if mode != MODE_GRAPH and rows.shape[0] == 0:
-            return out_ids, out_dists, out_ndist
+            if rows.shape[0] == 0:
+                return out_ids, out_dists, out_ndist
         threads = min(self._threads(num_threads), nq)
         scratch = self._acquire_scratch(threads, state.codes.shape[0])
         args = (
@@ -701,6 +700,14 @@ class Index:
             ):
                 files[key] = f"{key}-g{gen}.npy"
                 store.save_array(directory / files[key], arr)
+            checksums = {
+                name: self._checksums[name]
+                if name in self._checksums and directory.resolve() == self._dir_resolved()
+                else store.file_checksum(directory / name)
+                for name in [s["file"] for s in segments]
+                + list(files.values())
+                + list((attached_files or {}).values())
+            }
             manifest = {
                 "format_version": store.FORMAT_VERSION,
                 "generation": gen,
@@ -714,12 +721,14 @@ class Index:
                 "vectors_normalized": self._metric == Metric.COSINE,
                 "segments": segments,
                 "files": {**files, **(attached_files or {})},
+                "checksums": checksums,
                 "metadata": metadata or {},
             }
             store.write_manifest(directory, manifest)
             store.remove_unreferenced(directory, manifest)
             self._generation = gen
             self._path = directory
+            self._checksums = checksums
             # swap written in-memory vectors for their memory-mapped files
             for i, file in new_files:
                 self._segments[i] = store.open_segment(file, self._dim)
@@ -731,11 +740,27 @@ class Index:
             self._publish()
             return gen
 
+    def _dir_resolved(self) -> Path | None:
+        return self._path.resolve() if self._path is not None else None
+
     @classmethod
-    def open(cls, path: str | Path, *, num_threads: int | None = None) -> Index:
-        """Open a saved index: hot arrays are loaded, float vectors are memory-mapped."""
+    def open(
+        cls, path: str | Path, *, num_threads: int | None = None, verify_segments: bool = False
+    ) -> Index:
+        """Open a saved index: hot arrays are loaded, float vectors are memory-mapped.
+
+        The hot arrays are checked against the manifest's CRC-32 checksums as they load.
+        ``verify_segments=True`` also checks the float files (it reads them once, which brings
+        them into the page cache); by default they are only mapped.
+        """
         directory = Path(path)
         manifest = store.read_manifest(directory)
+        checksums = manifest.get("checksums", {})
+        for name in manifest["files"].values():
+            store.verify_checksum(directory / name, checksums.get(name))
+        if verify_segments:
+            for seg in manifest["segments"]:
+                store.verify_checksum(directory / seg["file"], checksums.get(seg["file"]))
         params = manifest["params"]
         index = cls(
             manifest["dim"],
@@ -777,6 +802,7 @@ class Index:
         index._build_seconds = float(manifest["build_seconds"])
         index._generation = int(manifest["generation"])
         index._path = directory
+        index._checksums = {k: int(v) for k, v in checksums.items()}
         index._refresh_segments()
         index._publish()
         return index

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -61,13 +62,39 @@ def write_segment(path: Path, vectors: np.ndarray) -> None:
         os.fsync(fh.fileno())
 
 
+def file_checksum(path: Path, chunk: int = 8 << 20) -> int:
+    """CRC-32 of a file's bytes, read in chunks."""
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def verify_checksum(path: Path, expected: int | None) -> None:
+    """Raise :class:`CorruptIndexError` unless ``path``'s CRC-32 is ``expected`` (None: skip)."""
+    if expected is None:
+        return
+    if not path.is_file():
+        raise CorruptIndexError(f"{path.parent}: file {path.name} named by the manifest is missing")
+    actual = file_checksum(path)
+    if actual != expected:
+        raise CorruptIndexError(
+            f"{path}: checksum mismatch (expected {expected:#010x}, got {actual:#010x}): the file "
+            "was altered or damaged after it was written"
+        )
+
+
 def open_segment(path: Path, dim: int) -> np.ndarray:
     """Memory-map a segment and return a read-only zero-copy (n, D) float32 view.
 
     Nothing is read into RAM here: pages are faulted in only when the rerank touches a row.
     """
-    source = pa.memory_map(str(path), "r")
-    reader = pa.ipc.open_file(source)
+    try:
+        source = pa.memory_map(str(path), "r")
+        reader = pa.ipc.open_file(source)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CorruptIndexError(f"{path}: not a readable vector segment: {exc}") from exc
     if reader.num_record_batches != 1:
         raise CorruptIndexError(f"{path}: expected 1 record batch, got {reader.num_record_batches}")
     column = reader.get_batch(0).column(0)
@@ -95,6 +122,8 @@ def load_array(path: Path) -> np.ndarray:
         raise CorruptIndexError(
             f"{path.parent}: file {path.name} named by the manifest is missing"
         ) from exc
+    except (ValueError, EOFError, OSError) as exc:
+        raise CorruptIndexError(f"{path}: unreadable array file: {exc}") from exc
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
@@ -113,8 +142,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise FileNotFoundError(f"no quiver index at {directory}: {MANIFEST} not found")
-    with open(path, encoding="utf-8") as fh:
-        manifest = json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptIndexError(f"{path}: unreadable manifest: {exc}") from exc
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise FormatVersionError(
