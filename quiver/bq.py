@@ -47,12 +47,44 @@ def _pack_plane(bits: np.ndarray, words: int) -> np.ndarray:
     return packed.view("<u8").astype(np.uint64, copy=False)
 
 
-def encode(vectors: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def random_rotation(dim: int, seed: int = 0) -> np.ndarray:
+    """A seeded random orthogonal (dim, dim) float32 matrix (QR of a Gaussian, signs fixed).
+
+    Rotating centred data before encoding spreads each direction's variance over all
+    coordinates, so that skewed, sparse or unevenly scaled coordinates (SIFT) still give
+    informative sign and magnitude bits. Distances are unchanged by it; only the codes are.
+    """
+    g = np.random.default_rng([seed, dim]).standard_normal((dim, dim))
+    q, r = np.linalg.qr(g)
+    return (q * np.where(np.diag(r) < 0, -1.0, 1.0)).astype(np.float32)
+
+
+def transform(
+    x: np.ndarray, center: np.ndarray | None = None, rotation: np.ndarray | None = None
+) -> np.ndarray:
+    """``(x - center) @ rotation`` (either step skipped when None), float32: the vectors that
+    data-adaptive codes and navigation queries are made of."""
+    y = np.asarray(x, dtype=np.float32)
+    if center is not None:
+        y = y - center
+    if rotation is not None:
+        y = y @ rotation
+    return np.ascontiguousarray(y, dtype=np.float32)
+
+
+def encode(
+    vectors: np.ndarray,
+    out: np.ndarray | None = None,
+    center: np.ndarray | None = None,
+    rotation: np.ndarray | None = None,
+) -> np.ndarray:
     """Encode float vectors (n, D) into 2-bit SM codes (n, 2 * W) uint64.
 
     Works in chunks of rows so that temporary memory stays a small constant multiple of one
     chunk, not of the whole input: encoding 1M x 768 needs a few tens of MB beyond the output.
-    ``out`` may be a preallocated (n, 2 * W) uint64 array to fill in place.
+    ``out`` may be a preallocated (n, 2 * W) uint64 array to fill in place. With ``center``
+    (D,) and/or ``rotation`` (D, D) the codes are those of :func:`transform` ``(x)``
+    (data-adaptive coding for offset or non-negative data, see :mod:`quiver.diagnose`).
     """
     x = np.asarray(vectors)
     n, dim = x.shape
@@ -60,7 +92,7 @@ def encode(vectors: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     if out is None:
         out = np.empty((n, 2 * words), dtype=np.uint64)
     for start in range(0, n, _ENCODE_CHUNK_ROWS):
-        chunk = np.asarray(x[start : start + _ENCODE_CHUNK_ROWS], dtype=np.float32)
+        chunk = transform(x[start : start + _ENCODE_CHUNK_ROWS], center, rotation)
         magnitude = np.abs(chunk)
         tau = magnitude.mean(axis=1, keepdims=True)
         stop = start + chunk.shape[0]

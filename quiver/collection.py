@@ -149,6 +149,8 @@ class Collection:
         self._write_lock = threading.RLock()
         self._closed = False
         self._consolidator: threading.Thread | None = None
+        self._searches = 0  # searches in flight: writes then link on one thread
+        self._searches_lock = threading.Lock()
         p = config.params
         if (self._dir / store.MANIFEST).is_file():
             self._index = Index.open(
@@ -334,7 +336,8 @@ class Collection:
                 column.append([field_value(p, key) for p in parsed])
         view.ids.extend(ids)
         view.payloads.extend(texts)
-        self._index.add(x)
+        # with searches running, link on one thread so that reads keep the other cores
+        self._index.add(x, num_threads=1 if self._searches else None)
         self._publish()
         for r, i in enumerate(ids):  # after the publish: a reader finding the row can see it
             view.row_of[i] = start + r
@@ -388,22 +391,24 @@ class Collection:
                 columns = {k: c.take(keep) for k, c in view.columns.items()}
                 row_of = {pid: r for r, pid in enumerate(ids)}
                 self._view = _View(self._index.state(), ids, payloads, columns, row_of)
-                self.checkpoint()
+                self.checkpoint(force=True)  # writes the compacted vectors, frees their RAM
             return {
                 "removed": result.removed,
                 "repaired": result.repaired,
                 "seconds": round(result.seconds, 3),
             }
 
-    def checkpoint(self) -> None:
+    def checkpoint(self, *, force: bool = False) -> None:
         """Publish everything written so far (points, index) and trim the log.
 
         Done automatically when the log exceeds ``checkpoint_bytes``, after replay on open,
-        after consolidation and on close.
+        after consolidation and on close. Without ``force`` it does nothing when no write
+        happened since the last one.
         """
         with self._write_lock:
             lsn = self._wal.next_lsn - 1
-            if lsn == self._applied_lsn and (self._dir / store.MANIFEST).is_file():
+            published = (self._dir / store.MANIFEST).is_file()
+            if lsn == self._applied_lsn and published and not force:
                 return
             view = self._view
             gen = self._index.next_generation(self._dir)
@@ -680,12 +685,34 @@ class Collection:
         ):
             raise InvalidInputError(f"score_threshold must be a number, got {threshold!r}")
         flt = parse_filter(filter)
-        view = self._view
+        with self._searches_lock:
+            self._searches += 1
+        try:
+            return self._search_view(
+                self._view, q, k, ef, flt, threshold, with_payload, with_vector, exclude
+            )
+        finally:
+            with self._searches_lock:
+                self._searches -= 1
+
+    def _search_view(
+        self,
+        view: _View,
+        q: np.ndarray,
+        k: int,
+        ef: int,
+        flt: Filter | None,
+        threshold: Any,
+        with_payload: bool,
+        with_vector: bool,
+        exclude: Any,
+    ) -> list[list[ScoredPoint]]:
         state = view.state
         # spare results replace hits dropped on the way out: the query point itself, a point
         # deleted or replaced by a concurrent write after the search read its snapshot
         kk = k + RESULT_MARGIN + (1 if exclude is not None else 0)
-        ef_nav, admit, scan = max(ef, kk), None, False
+        ef_res = max(ef, kk)  # result list (and rerank) size
+        ef_nav, admit, scan = ef_res, None, False
         if flt is not None:
             mask = self._mask(view, flt)
             n_match = int(mask.sum())
@@ -700,7 +727,7 @@ class Collection:
             self._index._prepare(q),
             kk,
             ef_nav,
-            ef_nav,
+            ef_res,
             admit=admit,
             scan=scan,
             return_rows=True,

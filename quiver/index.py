@@ -14,7 +14,9 @@ import numpy as np
 from numba.typed import List as TypedList
 
 from quiver import bq, graph, store
+from quiver.calibration import Calibration, calibrate
 from quiver.candidates import new_scratch
+from quiver.diagnose import Diagnosis, choose_centering, diagnose
 from quiver.errors import CorruptIndexError, InvalidInputError
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.params import DEFAULT_EF, BuildParams
@@ -25,6 +27,9 @@ from quiver.validation import as_ids, as_matrix, positive_int
 logger = logging.getLogger(__name__)
 
 _MIN_BATCH = 256  # smallest round size once the graph is big enough: keeps threads busy
+CENTERING_MODES = ("auto", "none", "mean", "mean-rotate")
+#: "auto" centering and the data check need a first batch at least this large.
+AUTO_MIN_ROWS = 1000
 _BATCH_FRACTION = 0.02  # largest round = 2% of the points (ParlayANN-style prefix doubling)
 
 
@@ -73,6 +78,17 @@ class Index:
     alpha : RobustPrune slack (>= 1); higher keeps more long edges.
     seed : fixes the insertion order and hence the graph.
     num_threads : threads for ``add`` and ``search`` (default: Numba's, i.e. all cores).
+    centering : ``"auto"`` (default), ``"none"``, ``"mean"`` or ``"mean-rotate"``. With
+        ``"mean"`` the codes are those of ``x - center`` and queries navigate as
+        ``q - center``, ``center`` being the mean of the first batch added; ``"mean-rotate"``
+        also rotates by a seeded random orthogonal matrix (``bq.random_rotation``) after
+        centering. The float rerank stays exact on the original vectors. This gives offset,
+        non-negative or skewed data (e.g. SIFT) informative code bits. ``"auto"`` decides on
+        the first batch of at least ``AUTO_MIN_ROWS`` rows with
+        :func:`quiver.diagnose.choose_centering` (smaller first batches: no centering).
+    diagnostics : check the first batch (of at least ``AUTO_MIN_ROWS`` rows) with
+        :func:`quiver.diagnose`, log a warning naming cause and remedy when the predicted
+        recall@10 at ef=64 is low, and report the verdict in :meth:`stats`.
 
     Thread safety: any number of ``search`` calls may run while one writer calls ``add``,
     ``delete``, ``consolidate`` or ``save`` (writers are serialised by a lock; searches take
@@ -89,8 +105,22 @@ class Index:
         alpha: float = BuildParams.alpha,
         seed: int = 0,
         num_threads: int | None = None,
+        centering: str = "auto",
+        diagnostics: bool = True,
     ) -> None:
         self._dim = positive_int(dim, "dim")
+        if centering not in CENTERING_MODES:
+            raise InvalidInputError(
+                f"centering must be one of {', '.join(CENTERING_MODES)}, got {centering!r}"
+            )
+        self._centering = centering
+        self._center: np.ndarray | None = None  # float32 (D,) once centering is in use
+        self._rotation: np.ndarray | None = None  # float32 (D, D) for "mean-rotate"
+        self._no_nav = np.zeros((0, self._dim), dtype=np.float32)
+        self._diagnostics = bool(diagnostics)
+        self._diagnosis: dict[str, Any] | None = None
+        self._calibration: Calibration | None = None
+        self._changes = 0  # adds + deletes since the calibration
         self._metric = parse_metric(metric)
         self._params = BuildParams(int(max_degree), int(build_list_size), float(alpha), int(seed))
         self._num_threads = self._check_threads(num_threads)
@@ -277,14 +307,16 @@ class Index:
                 self._scratch.append(scratch)
 
     # ------------------------------------------------------------------ add
-    def add(self, vectors: Any, ids: Any = None) -> np.ndarray:
+    def add(self, vectors: Any, ids: Any = None, *, num_threads: int | None = None) -> np.ndarray:
         """Insert vectors (one 1-D vector or a 2-D batch) into the graph; return their ids.
 
         ``ids=None`` assigns consecutive ids after the largest so far. Ids are non-negative
         int64 and must be new: an id that exists (deleted ids count until
         :meth:`consolidate` reclaims them), or repeats within the batch, raises
-        :class:`DuplicateIdError` and nothing is stored.
+        :class:`DuplicateIdError` and nothing is stored. ``num_threads`` overrides the
+        index's thread count for this call.
         """
+        threads = self._threads(num_threads)
         x = as_matrix(vectors, self._dim)
         n_new = x.shape[0]
         with self._write_lock:
@@ -294,19 +326,90 @@ class Index:
                 labels = as_ids(ids, n_new, existing=self._labels[: self._count])
             x = self._prepare(x)
             start = self._count
+            if start == 0 and self._center is None and self._centering != "none":
+                self._first_batch(x)
             self._reserve(start + n_new)
-            bq.encode(x, out=self._codes[start : start + n_new])
+            bq.encode(
+                x, out=self._codes[start : start + n_new], center=self._center,
+                rotation=self._rotation,
+            )  # fmt: skip
             self._labels[start : start + n_new] = labels
             self._live[start : start + n_new] = 1
             self._note_label_order(start, labels)
             self._append_floats(x)
             t0 = time.perf_counter()
-            self._insert_rows(start, n_new)
+            self._insert_rows(start, n_new, threads)
             self._build_seconds += time.perf_counter() - t0
             self._count = start + n_new
             self._next_id = max(self._next_id, int(labels.max()) + 1)
+            self._changes += n_new
             self._publish()
+            if start == 0 and self._diagnostics and n_new >= AUTO_MIN_ROWS:
+                self._check_data(x)
             return labels
+
+    def _first_batch(self, x: np.ndarray) -> None:
+        """Fix the coding transform from the first batch (prepared rows)."""
+        if self._centering == "auto":
+            mode = "none"
+            if x.shape[0] >= AUTO_MIN_ROWS:
+                mode = choose_centering(x, self.metric, seed=self._params.seed)
+            logger.info("centering: %s (auto, first batch of %d)", mode, x.shape[0])
+            self._centering = mode
+        if self._centering in ("mean", "mean-rotate"):
+            self._center = x.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if self._centering == "mean-rotate":
+            self._rotation = bq.random_rotation(self._dim, self._params.seed)
+
+    def _check_data(self, x: np.ndarray) -> None:
+        """Diagnose the first batch; warn (logging) when recall is predicted low."""
+        options = {"centering": self._centering, "rotation_seed": self._params.seed}
+        quick = diagnose(x, self.metric, navigation=False, queries=100, **options)
+        d = quick
+        if quick.code_recall[64] < 0.95 or quick.effective_dim > 0.5 * self._dim:
+            # codes are not near-perfect or the data is near-isotropic: measure navigation
+            d = diagnose(x, self.metric, index_options=self._nav_options(), **options)
+        self._note_diagnosis(d)
+        for line in d.warnings:
+            logger.warning("%s", line)
+
+    def _nav_options(self) -> dict[str, Any]:
+        p = self._params
+        return {
+            "max_degree": p.max_degree,
+            "build_list_size": p.build_list_size,
+            "alpha": p.alpha,
+            "num_threads": self._num_threads,
+        }
+
+    def _note_diagnosis(self, d: Diagnosis) -> None:
+        self._diagnosis = {
+            "verdict": d.verdict,
+            "predicted_recall_ef64": round(d.predicted_recall[64], 4),
+            "predicted_recall_ef128": round(d.predicted_recall[128], 4),
+            "navigation_measured": bool(d.navigation),
+            "centering": d.centering,
+            "rows": d.n,
+            "causes": list(d.causes),
+            "remedies": list(d.remedies),
+        }
+
+    def diagnose(self, **options: Any) -> Diagnosis:
+        """Run :func:`quiver.diagnose` on the stored vectors (with this index's centering and
+        build parameters); the verdict then shows in :meth:`stats` and the saved manifest.
+
+        ``options`` go to :func:`quiver.diagnose` (``sample``, ``queries``, ``seed``...).
+        """
+        state = self._state
+        if state.count < 1:
+            raise InvalidInputError("diagnose needs a non-empty index")
+        segments = list(state.segments)
+        vectors = segments[0] if len(segments) == 1 else np.concatenate(segments)
+        options.setdefault("index_options", self._nav_options())
+        options.setdefault("rotation_seed", self._params.seed)
+        d = diagnose(vectors[: state.count], self.metric, centering=self._centering, **options)
+        self._note_diagnosis(d)
+        return d
 
     def _note_label_order(self, start: int, labels: np.ndarray) -> None:
         """Track whether labels stay ascending by row (then lookups are binary searches)."""
@@ -356,10 +459,11 @@ class Index:
             newly = rows[self._live[rows] == 1]
             self._live[newly] = 0
             self._n_deleted += int(newly.shape[0])
+            self._changes += int(newly.shape[0])
             self._publish()
             return int(newly.shape[0])
 
-    def _insert_rows(self, start: int, n_new: int) -> None:
+    def _insert_rows(self, start: int, n_new: int, threads: int) -> None:
         """Link rows ``start .. start + n_new`` into the graph in rounds (see quiver.graph)."""
         rng = np.random.default_rng([self._params.seed, start])
         order = (start + rng.permutation(n_new)).astype(np.int32)
@@ -368,7 +472,6 @@ class Index:
             self._entry = start + graph.code_medoid(self._codes[start : start + n_new], self._dim)
             order = np.concatenate(([self._entry], order[order != self._entry])).astype(np.int32)
             inserted = 1  # the entry point starts the graph alone
-        threads = self._threads(None)
         stamps, epochs = new_scratch(threads, self._capacity())
         new_degrees = np.zeros(n_new, dtype=np.int32)
         max_batch = max(_MIN_BATCH, int(_BATCH_FRACTION * (start + n_new)))
@@ -571,6 +674,9 @@ class Index:
             mode,
             admit,
             rows,
+            self._no_nav
+            if self._center is None
+            else bq.transform(queries, self._center, self._rotation),
         )
         try:
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
@@ -586,21 +692,62 @@ class Index:
         self,
         queries: Any,
         k: int = 10,
-        ef: int = DEFAULT_EF,
+        ef: int | None = None,
         rerank: int | None = None,
         *,
         num_threads: int | None = None,
+        target_recall: float | None = None,
     ) -> SearchResult:
         """Return the ``k`` nearest stored vectors of each query.
 
-        Beam search over the 2-bit codes with list size ``ef``, then the best ``rerank``
-        candidates (default: all ``ef``) are re-scored with exact float32 distances.
-        Always 2-D: ``ids`` int64 (q, k) padded with -1 and ``distances`` float32 (q, k)
-        padded with inf when fewer than ``k`` points exist. Distances are exact, smaller =
-        closer: cosine ``1 - cos``, ip ``-dot``, l2 squared.
+        Beam search over the 2-bit codes with list size ``ef`` (default 64), then the best
+        ``rerank`` candidates (default: all ``ef``) are re-scored with exact float32
+        distances. Always 2-D: ``ids`` int64 (q, k) padded with -1 and ``distances`` float32
+        (q, k) padded with inf when fewer than ``k`` points exist. Distances are exact,
+        smaller = closer: cosine ``1 - cos``, ip ``-dot``, l2 squared.
+
+        ``target_recall`` (in (0, 1], instead of ``ef``): use the smallest ``ef`` that reached
+        this recall@k in the index's calibration (:meth:`calibrate`; run on first use and
+        again when the index has changed by more than 2x since).
         """
-        ids, dists, _ = self._search(queries, k, ef, rerank, num_threads)
+        if target_recall is not None:
+            if ef is not None:
+                raise InvalidInputError(
+                    f"give ef or target_recall, not both: got ef={ef}, "
+                    f"target_recall={target_recall}"
+                )
+            ef = self.ef_for_recall(target_recall, positive_int(k, "k"))
+            if rerank is not None and rerank > ef:
+                rerank = ef
+        ids, dists, _ = self._search(
+            queries, k, DEFAULT_EF if ef is None else ef, rerank, num_threads
+        )
         return SearchResult(ids, dists)
+
+    def ef_for_recall(self, target_recall: float, k: int = 10) -> int:
+        """The ``ef`` a search with ``target_recall`` uses (calibrating first if needed)."""
+        if isinstance(target_recall, bool) or not isinstance(target_recall, float | int):
+            raise InvalidInputError(f"target_recall must be a number, got {target_recall!r}")
+        if not 0.0 < float(target_recall) <= 1.0:
+            raise InvalidInputError(f"target_recall must be in (0, 1], got {target_recall}")
+        cal = self._calibration
+        if cal is None or cal.k != k or cal.stale(len(self), self._changes):
+            cal = self.calibrate(k=k)
+        return max(cal.ef_for(float(target_recall)), k)
+
+    def calibrate(self, k: int = 10, *, queries: int | None = None, seed: int = 0) -> Calibration:
+        """Measure recall@``k`` over a grid of ``ef`` on sampled stored points (leave-one-out
+        queries against exact search; see :mod:`quiver.calibration`) and keep it for
+        ``target_recall`` searches; it is saved with the index."""
+        k = positive_int(k, "k")
+        if len(self) <= k:
+            raise InvalidInputError(f"calibrate needs more than k={k} points, got {len(self)}")
+        options = {} if queries is None else {"queries": positive_int(queries, "queries")}
+        cal = calibrate(self, k=k, seed=seed, **options)
+        self._calibration = cal
+        self._changes = 0
+        logger.info("calibrated recall@%d on %d points in %.2f s", k, cal.count, cal.seconds)
+        return cal
 
     def search_stats(
         self, queries: Any, k: int = 10, ef: int = DEFAULT_EF, rerank: int | None = None
@@ -644,6 +791,9 @@ class Index:
             "entry_point": int(self._labels[self._entry]) if self._count else None,
             "segments": len(self._segments),
             "path": str(self._path) if self._path else None,
+            "centering": self._centering,
+            "diagnosis": self._diagnosis,
+            "calibration": None if self._calibration is None else self._calibration.to_dict(),
             **self._params.to_dict(),
         }
 
@@ -697,6 +847,8 @@ class Index:
                 ("degrees", self._degrees[:n]),
                 ("labels", self._labels[:n]),
                 ("live", self._live[:n]),
+                *([] if self._center is None else [("center", self._center)]),
+                *([] if self._rotation is None else [("rotation", self._rotation)]),
             ):
                 files[key] = f"{key}-g{gen}.npy"
                 store.save_array(directory / files[key], arr)
@@ -723,6 +875,9 @@ class Index:
                 "files": {**files, **(attached_files or {})},
                 "checksums": checksums,
                 "metadata": metadata or {},
+                "centering": self._centering,
+                "diagnosis": self._diagnosis,
+                "calibration": None if self._calibration is None else self._calibration.to_dict(),
             }
             store.write_manifest(directory, manifest)
             store.remove_unreferenced(directory, manifest)
@@ -770,8 +925,16 @@ class Index:
             alpha=params["alpha"],
             seed=params["seed"],
             num_threads=num_threads,
+            centering=manifest.get("centering", "none"),
         )
         files = manifest["files"]
+        if "center" in files:
+            index._center = store.load_array(directory / files["center"])
+        if "rotation" in files:
+            index._rotation = store.load_array(directory / files["rotation"])
+        index._diagnosis = manifest.get("diagnosis")
+        if manifest.get("calibration"):
+            index._calibration = Calibration.from_dict(manifest["calibration"])
         index._codes = store.load_array(directory / files["codes"])
         index._adjacency = store.load_array(directory / files["adjacency"])
         index._degrees = store.load_array(directory / files["degrees"])

@@ -51,9 +51,10 @@ def beam_search(
     result and ``res_*`` are untouched. This is how deleted points (tombstones) and filters
     are handled: they still route the search, they are never returned.
 
-    Returns ``(count, n_expanded, n_distances, n_results)``: candidates in the navigation list,
-    nodes expanded (all of them, even past the capacity of ``expanded``), code distances
-    computed and entries in the result list (``count`` when ``admit`` is empty).
+    Returns ``(count, n_expanded, n_distances, n_admitted)``: candidates in the navigation
+    list, nodes expanded (all of them, even past the capacity of ``expanded``), code distances
+    computed and admitted rows scored (the result list holds ``min(n_admitted,
+    len(res_ids))`` of them; ``count`` when ``admit`` is empty).
     """
     words = codes.shape[1] // 2
     filtered = admit.shape[0] > 0
@@ -64,8 +65,10 @@ def beam_search(
     ids[0] = entry
     dists[0] = navigation_distance(query, codes[entry], words, dim)
     done[0] = False
+    n_admitted = 0
     if filtered and admit[entry]:
         n_res = _keep_result(res_ids, res_dists, res_done, n_res, entry, dists[0])
+        n_admitted += 1
     n_dist = 1
     n_expanded = 0
     cur = 0
@@ -95,6 +98,7 @@ def beam_search(
             d = navigation_distance(query, codes[nb], words, dim)
             if filtered and admit[nb]:
                 n_res = _keep_result(res_ids, res_dists, res_done, n_res, nb, d)
+                n_admitted += 1
             pos = insert_candidate(ids, dists, done, count, nb, d)
             if pos >= 0:
                 if count < ids.shape[0]:
@@ -108,7 +112,7 @@ def beam_search(
             cur += 1
         if cur < count:
             prefetch(adjacency, ids[cur], 0)
-    return count, n_expanded, n_dist, (n_res if filtered else count)
+    return count, n_expanded, n_dist, (n_admitted if filtered else count)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -145,6 +149,30 @@ def scan_rows(codes, dim, query, rows, admit, ids, dists) -> int:
 MODE_GRAPH = 0  # beam search, the navigation list is the result (no deletes, no filter)
 MODE_FILTERED = 1  # beam search, admitted rows collected apart; scan if fewer than k found
 MODE_SCAN = 2  # exact code-space scan of the admitted rows, then rerank
+#: A filtered graph search falls back to scanning the admitted rows when the share of admitted
+#: rows among those it scored is below this fraction of their share overall.
+LOCAL_SELECTIVITY = 0.5
+#: ... unless the scan would cost more than this many times the graph search's distances (a
+#: filter matching most points: its graph search is reliable anyway).
+SCAN_FALLBACK_COST = 32
+#: A filtered search samples this many admitted rows, evenly spaced, as candidate start points.
+FILTER_SEEDS = 64
+
+
+@njit(cache=True, nogil=True)
+def nearest_sample(codes, dim, query, rows, entry, samples) -> tuple[int, int]:
+    """Of ``entry`` and ``samples`` rows spread evenly over ``rows``, the one nearest the query
+    in code space; also returns the number of distances computed."""
+    words = codes.shape[1] // 2
+    best = entry
+    best_d = navigation_distance(query, codes[entry], words, dim)
+    m = min(samples, rows.shape[0])
+    for i in range(m):
+        row = rows[i * rows.shape[0] // m]
+        d = navigation_distance(query, codes[row], words, dim)
+        if d < best_d:
+            best, best_d = row, d
+    return best, m + 1
 
 
 @njit(cache=True, nogil=True)
@@ -157,35 +185,53 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
     metric, segments, segment_starts, labels = floats
     stamps, epochs = scratch
     out_ids, out_dists, out_ndist = out
-    mode, admit, rows = selection
+    mode, admit, rows, nav_queries = selection
     k = out_ids.shape[1]
     ids = np.empty(ef, dtype=np.int32)
     dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
-    res_ids = np.empty(ef, dtype=np.int32)
-    res_dists = np.empty(ef, dtype=np.float64)
+    res_ids = np.empty(rerank, dtype=np.int32)
+    res_dists = np.empty(rerank, dtype=np.float64)
     no_record = np.empty(0, dtype=np.int32)
     no_admit = np.empty(0, dtype=np.uint8)
     planes = np.empty(2 * codes.shape[1], dtype=np.uint64)  # QUERY_BITS (4) planes of W words
     params = np.empty(3, dtype=np.float64)
     for qi in range(start, stop):
-        encode_query(queries[qi], planes, params)
+        # data-adaptive codes navigate with the transformed query; the rerank uses the query
+        encode_query(nav_queries[qi] if nav_queries.shape[0] else queries[qi], planes, params)
         query = (planes, params)
         if mode == MODE_SCAN:
             n_res = scan_rows(codes, dim, query, rows, admit, res_ids, res_dists)
             found = res_ids
             out_ndist[qi] = rows.shape[0]
         else:
+            out_ndist[qi] = 0
+            start_row = entry
+            if mode == MODE_FILTERED and rows.shape[0] > 0:
+                # start from the admitted sample nearest the query when it beats the global
+                # entry: the matches of a filter correlated with the vectors may lie in
+                # regions a search from the medoid would reach late
+                start_row, n_seed = nearest_sample(codes, dim, query, rows, entry, FILTER_SEEDS)
+                out_ndist[qi] += n_seed
             epoch = next_epoch(stamps, epochs, slot)
-            count, _, n_dist, n_res = beam_search(
-                codes, adjacency, degrees, dim, limit, query, entry, stamps[slot], epoch,
-                ids, dists, done, no_record, admit if mode == MODE_FILTERED else no_admit,
-                res_ids, res_dists,
+            count, _, n_dist, n_admitted = beam_search(
+                codes, adjacency, degrees, dim, limit, query, start_row, stamps[slot], epoch,
+                ids, dists, done, no_record,
+                admit if mode == MODE_FILTERED else no_admit, res_ids, res_dists,
             )  # fmt: skip
+            out_ndist[qi] += n_dist
+            n_res = min(n_admitted, rerank)
             found = res_ids if mode == MODE_FILTERED else ids
-            out_ndist[qi] = n_dist
-            if mode == MODE_FILTERED and n_res < k and rows.shape[0] > n_res:
-                # the filter's matches are rare around this query: score them all instead
+            if mode == MODE_FILTERED and rows.shape[0] > n_res and (
+                n_res < k
+                or (
+                    n_admitted * limit < LOCAL_SELECTIVITY * rows.shape[0] * n_dist
+                    and rows.shape[0] <= SCAN_FALLBACK_COST * n_dist
+                )
+            ):
+                # Matches are much rarer around this query than overall (a filter correlated
+                # with the vectors), so the graph walk saw too few of them to trust its
+                # ranking: score every admitted row instead (exact in code space).
                 n_res = scan_rows(codes, dim, query, rows, admit, res_ids, res_dists)
                 out_ndist[qi] += rows.shape[0]
         rerank_top_k(
@@ -204,6 +250,7 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
 def search_batch(
     codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
     queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
+    nav_queries,
 ) -> None:  # fmt: skip
     """Search many queries in parallel: one contiguous range of queries per scratch slot.
 
@@ -216,11 +263,13 @@ def search_batch(
     ``out_ndist`` code distances per query. Selection: ``mode`` (``MODE_*``), ``admit`` uint8
     per row (rows that may be returned; used by the filtered and scan modes), ``rows`` int32
     ascending, the admitted rows (scanned by ``MODE_SCAN`` and by the filtered fallback).
+    ``nav_queries`` float32 (q, D): the queries as the codes see them (centred and rotated,
+    see ``bq.transform``), used for navigation only; empty (0, D) when the codes are plain.
     """
     graph = (codes, adjacency, degrees, dim, entry, limit)
     floats = (metric, segments, segment_starts, labels)
     out = (out_ids, out_dists, out_ndist)
-    selection = (mode, admit, rows)
+    selection = (mode, admit, rows, nav_queries)
     nq = queries.shape[0]
     slots = min(stamps.shape[0], nq)
     for slot in prange(slots):
@@ -235,12 +284,13 @@ def search_batch(
 def search_serial(
     codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
     queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
+    nav_queries,
 ) -> None:  # fmt: skip
     """Same contract as :func:`search_batch` on the calling thread (small batches)."""
     graph = (codes, adjacency, degrees, dim, entry, limit)
     floats = (metric, segments, segment_starts, labels)
     out = (out_ids, out_dists, out_ndist)
-    selection = (mode, admit, rows)
+    selection = (mode, admit, rows, nav_queries)
     _search_range(
         0, queries.shape[0], 0, graph, floats, queries, ef, rerank, (stamps, epochs), out, selection
     )
