@@ -97,6 +97,9 @@ class CollectionConfig:
                 f"id_type must be one of {list(ID_TYPES)}, got {self.id_type!r}"
             )
 
+    def renamed(self, name: str) -> CollectionConfig:
+        return CollectionConfig(name, self.dim, self.metric, self.id_type, self.params)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -173,36 +173,53 @@ class Database:
             shutil.rmtree(trash, ignore_errors=True)
             logger.info("dropped collection %r", name)
 
-    def restore_snapshot(self, file: str | Path, name: str) -> Collection:
-        """Create collection ``name`` from a file written by :meth:`Collection.snapshot`."""
+    def restore_snapshot(self, file: str | Path, name: str, *, replace: bool = False) -> Collection:
+        """Create collection ``name`` from a file written by :meth:`Collection.snapshot`.
+
+        ``replace=True`` swaps an existing collection of that name for the snapshot (a roll
+        back) once the snapshot is unpacked and checked; a crash during the final swap of the
+        two directories can leave the name without a collection (restore again). Otherwise an
+        existing name raises :class:`CollectionExistsError`.
+        """
         check_name(name)
         with self._lock:
             self._check_open()
-            if name in self._collections or self._dir(name).exists():
+            exists = name in self._collections or self._dir(name).exists()
+            if exists and not replace:
                 raise CollectionExistsError(f"collection {name!r} already exists")
-            staging = self._path / COLLECTIONS_DIR / f".restore-{name}-{uuid.uuid4().hex[:8]}"
-            staging.mkdir()
-            try:
-                try:
-                    with tarfile.open(file, "r") as tar:
-                        tar.extractall(staging, filter="data")
-                except (tarfile.TarError, OSError) as exc:
-                    raise CorruptIndexError(f"{file}: not a readable snapshot: {exc}") from exc
-                config = read_config(staging)
-                store.read_manifest(staging)  # present and of a known format
-                config = CollectionConfig(
-                    name, config.dim, config.metric, config.id_type, config.params
-                )
-                write_config(staging, config)
-                os.replace(staging, self._dir(name))
-                store.fsync_dir(self._path / COLLECTIONS_DIR)
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
+            staging = self._unpack_snapshot(Path(file), name)
+            if name in self._collections:
+                self._collections.pop(name).close()
+            if self._dir(name).exists():
+                trash = self._path / COLLECTIONS_DIR / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+                os.replace(self._dir(name), trash)
+            os.replace(staging, self._dir(name))
+            store.fsync_dir(self._path / COLLECTIONS_DIR)
+            if exists:
+                shutil.rmtree(trash, ignore_errors=True)
             collection = Collection.open(self._dir(name), **self._options)
             self._collections[name] = collection
             logger.info("restored collection %r from %s", name, file)
             return collection
+
+    def _unpack_snapshot(self, file: Path, name: str) -> Path:
+        """Unpack and check a snapshot into a staging folder; return it."""
+        staging = self._path / COLLECTIONS_DIR / f".restore-{name}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            try:
+                with tarfile.open(file, "r") as tar:
+                    tar.extractall(staging, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                raise CorruptIndexError(f"{file}: not a readable snapshot: {exc}") from exc
+            config = read_config(staging)
+            store.read_manifest(staging)  # present and of a known format
+            write_config(staging, config.renamed(name))
+            Collection.open(staging, **self._options).close()  # checksums, points, index
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
 
     def close(self) -> None:
         """Checkpoint and close every collection, then release the directory lock."""

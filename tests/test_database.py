@@ -360,5 +360,12 @@ def test_snapshot_restores_identically(tmp_path) -> None:
             )
         with pytest.raises(quiver.CollectionExistsError):
             db.restore_snapshot(file, "copy")
+        c.upsert([10_000], x[:1])
+        c.delete([0])
+        rolled_back = db.restore_snapshot(file, "src", replace=True)  # into the same one
+        assert rolled_back.count() == 497 and rolled_back.get(0).id == 0
+        with pytest.raises(quiver.PointNotFoundError):
+            rolled_back.get(10_000)
     with quiver.Database(tmp_path / "db") as db:
         assert db.get_collection("copy").count() == 497
+        assert db.list_collections() == ["copy", "src"]
