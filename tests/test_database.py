@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import low_rank_data
+from lowrank import low_rank_data
 
 import quiver
 from quiver import exact_search, recall_at_k

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import low_rank_data
+from lowrank import low_rank_data
 
 from quiver import bq
 from quiver.diagnose import EF_GRID, Diagnosis, code_distances, diagnose
@@ -156,3 +156,11 @@ def test_non_finite_rows_are_rejected() -> None:
     x[150, 3] = np.nan
     with pytest.raises(InvalidInputError, match="finite"):
         diagnose(x, "l2", navigation=False, **FAST)
+
+
+def test_auto_centering_picks_a_centred_coding_only_where_it_helps(wordnet) -> None:
+    skewed = diagnose(np.abs(low_rank_data(3000, 64, seed=15)), "l2", centering="auto", **FAST)
+    assert skewed.centering in ("mean", "mean-rotate")
+    assert skewed.code_recall == skewed.coding_recall[skewed.centering]
+    text = diagnose(wordnet.train[:5000], "cosine", centering="auto", navigation=False, **FAST)
+    assert text.centering == "none"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import low_rank_data
+from lowrank import low_rank_data
 
 import quiver
 from bench import crash_test

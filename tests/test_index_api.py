@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import low_rank_data
+from lowrank import low_rank_data
 
 import quiver
 from quiver import DuplicateIdError, InvalidInputError

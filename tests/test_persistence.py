@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import low_rank_data
+from lowrank import low_rank_data
 
 import quiver
 from quiver import CorruptIndexError, FormatVersionError
@@ -149,7 +149,7 @@ def test_sigkill_during_save_leaves_the_previous_index_readable(tmp_path) -> Non
         """
         import sys, numpy as np, quiver
         sys.path.insert(0, "tests")
-        from conftest import low_rank_data
+        from lowrank import low_rank_data
         x = low_rank_data(6000, 64, rank=12)
         index = quiver.Index.open(sys.argv[1])
         start = len(index)
