@@ -1,0 +1,67 @@
+"""Smoke tests of the profiling and 1M-scale bench scripts on small seeded data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import quiver
+
+
+def low_rank_data(n: int, dim: int, seed: int) -> np.ndarray:
+    """Seeded rank-8 data plus small noise (structured enough for the 2-bit codes)."""
+    rng = np.random.default_rng(seed)
+    basis = rng.standard_normal((8, dim))
+    x = rng.standard_normal((n, 8)) @ basis + 0.1 * rng.standard_normal((n, dim))
+    return x.astype(np.float32)
+
+
+def test_sigma_gives_the_target_cosine():
+    from bench.million import sigma_for_cosine
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 384)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    for target in (0.75, 0.92):
+        noisy = x + sigma_for_cosine(target, 384) * rng.standard_normal(x.shape)
+        noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
+        assert np.mean(np.sum(x * noisy, axis=1)) == pytest.approx(target, abs=0.01)
+
+
+def test_blocked_ground_truth_matches_one_exact_search(tmp_path, monkeypatch):
+    import bench.million as million
+
+    monkeypatch.setattr(million, "BASE_BLOCK", 300)
+    monkeypatch.setattr(million, "K_TRUTH", 10)
+    data = low_rank_data(1020, 16, seed=1)
+    train = data[:1000] / np.linalg.norm(data[:1000], axis=1, keepdims=True)
+    queries = data[1000:]
+    million._ground_truth(tmp_path, train, queries)
+    assert len(list((tmp_path / "truth-blocks").glob("*.npz"))) == 4
+    want_ids, want_dists = quiver.exact_search(train, queries, 10, "cosine")
+    np.testing.assert_array_equal(np.load(tmp_path / "neighbors.npy"), want_ids)
+    np.testing.assert_allclose(np.load(tmp_path / "distances.npy"), want_dists, atol=1e-6)
+    # resumed from the cached blocks: same answer
+    (tmp_path / "neighbors.npy").unlink()
+    million._ground_truth(tmp_path, train, queries)
+    np.testing.assert_array_equal(np.load(tmp_path / "neighbors.npy"), want_ids)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("centering", ["none", "mean-rotate"])
+def test_profile_passes_reproduce_the_search(centering):
+    from bench.profile_split import Profile
+
+    data = low_rank_data(3050, 48, seed=3)
+    queries = data[3000:] / np.linalg.norm(data[3000:], axis=1, keepdims=True)
+    index = quiver.Index(48, "cosine", num_threads=1, centering=centering)
+    index.add(data[:3000])
+    # the constructor raises unless the replay and list-only passes reproduce beam_search
+    profile = Profile(index, queries, ef=24)
+    np.testing.assert_array_equal(profile.lengths, profile.ndist)
+    profile.beam()
+    profile.rerank(24)
+    result = index.search(queries, k=10, ef=24, num_threads=1)
+    np.testing.assert_array_equal(profile.out_ids, result.ids)
+    stats = index.search_stats(queries, k=10, ef=24)
+    assert profile.ndist.mean() == pytest.approx(stats["mean_distances"])
