@@ -1,7 +1,9 @@
 """quiver: vector search whose hot path runs on training-free 2-bit codes."""
 
+from quiver.calibration import Calibration
 from quiver.collection import Collection
 from quiver.database import Database
+from quiver.diagnose import Diagnosis, diagnose
 from quiver.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -20,12 +22,14 @@ from quiver.recall import recall_at_k
 from quiver.types import Point, ScoredPoint, SearchResult
 
 __all__ = [
+    "Calibration",
     "Collection",
     "CollectionExistsError",
     "CollectionNotFoundError",
     "CorruptIndexError",
     "Database",
     "DatabaseLockedError",
+    "Diagnosis",
     "DuplicateIdError",
     "FlatIndex",
     "FormatVersionError",
@@ -37,6 +41,7 @@ __all__ = [
     "QuiverError",
     "ScoredPoint",
     "SearchResult",
+    "diagnose",
     "exact_search",
     "recall_at_k",
     "warmup",

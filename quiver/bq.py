@@ -22,6 +22,8 @@ to whole words, 1/16 of the float32 vector. Equivalently each coordinate becomes
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 WORD_BITS = 64
@@ -53,10 +55,18 @@ def random_rotation(dim: int, seed: int = 0) -> np.ndarray:
     Rotating centred data before encoding spreads each direction's variance over all
     coordinates, so that skewed, sparse or unevenly scaled coordinates (SIFT) still give
     informative sign and magnitude bits. Distances are unchanged by it; only the codes are.
+    Cached per ``(dim, seed)``; the returned array is read-only.
     """
-    g = np.random.default_rng([seed, dim]).standard_normal((dim, dim))
+    return _rotation(int(dim), int(seed))
+
+
+@functools.lru_cache(maxsize=8)
+def _rotation(dim: int, seed: int) -> np.ndarray:
+    g = np.random.default_rng([seed, dim]).standard_normal((dim, dim), dtype=np.float32)
     q, r = np.linalg.qr(g)
-    return (q * np.where(np.diag(r) < 0, -1.0, 1.0)).astype(np.float32)
+    out = (q * np.where(np.diag(r) < 0, -1.0, 1.0).astype(np.float32)).astype(np.float32)
+    out.flags.writeable = False
+    return out
 
 
 def transform(

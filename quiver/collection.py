@@ -630,12 +630,15 @@ class Collection:
         score_threshold: float | None = None,
         with_payload: bool = False,
         with_vector: bool = False,
+        target_recall: float | None = None,
     ) -> list[ScoredPoint]:
         """The ``k`` nearest points to ``vector`` or to the stored point ``query_id``.
 
         ``filter`` restricts the results (see :mod:`quiver.filters`); ``score_threshold``
         drops hits worse than it (``score >= t`` is kept for cosine and ip, ``<= t`` for l2).
-        With ``query_id`` the point itself is left out. ``ef`` defaults to max(64, k).
+        With ``query_id`` the point itself is left out. ``ef`` defaults to max(64, k);
+        ``target_recall`` (instead of ``ef``) picks the smallest ef whose calibrated recall@k
+        reaches it (see :meth:`quiver.Index.ef_for_recall`).
         """
         if (vector is None) == (query_id is None):
             raise InvalidInputError("give exactly one of vector and query_id")
@@ -649,6 +652,7 @@ class Collection:
         q = as_matrix(vector, self.config.dim, "vector")
         if q.shape[0] != 1:
             raise InvalidInputError(f"vector must be one vector, got {q.shape[0]} rows")
+        ef = self._ef(k, ef, target_recall)
         return self._search(q, k, ef, filter, score_threshold, with_payload, with_vector, exclude)[
             0
         ]
@@ -663,10 +667,21 @@ class Collection:
         score_threshold: float | None = None,
         with_payload: bool = False,
         with_vector: bool = False,
+        target_recall: float | None = None,
     ) -> list[list[ScoredPoint]]:
         """:meth:`search` for many query vectors at once (searched in parallel)."""
         q = as_matrix(vectors, self.config.dim, "vectors")
+        ef = self._ef(k, ef, target_recall)
         return self._search(q, k, ef, filter, score_threshold, with_payload, with_vector, None)
+
+    def _ef(self, k: Any, ef: Any, target_recall: Any) -> Any:
+        if target_recall is None:
+            return ef
+        if ef is not None:
+            raise InvalidInputError(
+                f"give ef or target_recall, not both: got ef={ef}, target_recall={target_recall}"
+            )
+        return max(self._index.ef_for_recall(target_recall, positive_int(k, "k")), k)
 
     def _search(
         self,
@@ -779,6 +794,7 @@ class Collection:
             "applied_lsn": self._applied_lsn,
             "status": "closed" if self._closed else "green",
             "payload_indexes": sorted(view.columns),
+            "diagnosis": stats.get("diagnosis"),
             "path": str(self._dir),
         }
 

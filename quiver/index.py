@@ -16,7 +16,7 @@ from numba.typed import List as TypedList
 from quiver import bq, graph, store
 from quiver.calibration import Calibration, calibrate
 from quiver.candidates import new_scratch
-from quiver.diagnose import Diagnosis, choose_centering, diagnose
+from quiver.diagnose import ISOTROPIC_FRACTION, Diagnosis, diagnose
 from quiver.errors import CorruptIndexError, InvalidInputError
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.params import DEFAULT_EF, BuildParams
@@ -30,6 +30,9 @@ _MIN_BATCH = 256  # smallest round size once the graph is big enough: keeps thre
 CENTERING_MODES = ("auto", "none", "mean", "mean-rotate")
 #: "auto" centering and the data check need a first batch at least this large.
 AUTO_MIN_ROWS = 1000
+#: Code recall at ef=64 from which the build-time check skips measuring navigation (unless
+#: the data is near-isotropic): near-perfect codes on structured data navigate well.
+NEAR_PERFECT_CODES = 0.95
 _BATCH_FRACTION = 0.02  # largest round = 2% of the points (ParlayANN-style prefix doubling)
 
 
@@ -85,7 +88,8 @@ class Index:
         centering. The float rerank stays exact on the original vectors. This gives offset,
         non-negative or skewed data (e.g. SIFT) informative code bits. ``"auto"`` decides on
         the first batch of at least ``AUTO_MIN_ROWS`` rows with
-        :func:`quiver.diagnose.choose_centering` (smaller first batches: no centering).
+        :func:`quiver.diagnose` (``centering="auto"``: the simplest coding within 0.02 of the
+        best code recall; smaller first batches: no centering).
     diagnostics : check the first batch (of at least ``AUTO_MIN_ROWS`` rows) with
         :func:`quiver.diagnose`, log a warning naming cause and remedy when the predicted
         recall@10 at ef=64 is low, and report the verdict in :meth:`stats`.
@@ -326,8 +330,7 @@ class Index:
                 labels = as_ids(ids, n_new, existing=self._labels[: self._count])
             x = self._prepare(x)
             start = self._count
-            if start == 0 and self._center is None and self._centering != "none":
-                self._first_batch(x)
+            quick = self._first_batch(x) if start == 0 and self._center is None else None
             self._reserve(start + n_new)
             bq.encode(
                 x, out=self._codes[start : start + n_new], center=self._center,
@@ -344,31 +347,40 @@ class Index:
             self._next_id = max(self._next_id, int(labels.max()) + 1)
             self._changes += n_new
             self._publish()
-            if start == 0 and self._diagnostics and n_new >= AUTO_MIN_ROWS:
-                self._check_data(x)
+            if quick is not None:
+                self._check_data(x, quick)
             return labels
 
-    def _first_batch(self, x: np.ndarray) -> None:
-        """Fix the coding transform from the first batch (prepared rows)."""
+    def _first_batch(self, x: np.ndarray) -> Diagnosis | None:
+        """Fix the coding transform from the first batch (prepared rows); return the quick
+        (code-only) diagnosis of the batch when the data check is on and the batch is large
+        enough."""
+        quick = None
+        if x.shape[0] >= AUTO_MIN_ROWS and (self._diagnostics or self._centering == "auto"):
+            quick = diagnose(
+                x, self.metric, centering=self._centering, navigation=False, queries=100,
+                rotation_seed=self._params.seed,
+            )  # fmt: skip
         if self._centering == "auto":
-            mode = "none"
-            if x.shape[0] >= AUTO_MIN_ROWS:
-                mode = choose_centering(x, self.metric, seed=self._params.seed)
-            logger.info("centering: %s (auto, first batch of %d)", mode, x.shape[0])
-            self._centering = mode
+            self._centering = "none" if quick is None else quick.centering
+            logger.info("centering: %s (auto, first batch of %d)", self._centering, x.shape[0])
         if self._centering in ("mean", "mean-rotate"):
             self._center = x.mean(axis=0, dtype=np.float64).astype(np.float32)
         if self._centering == "mean-rotate":
             self._rotation = bq.random_rotation(self._dim, self._params.seed)
+        return quick if self._diagnostics else None
 
-    def _check_data(self, x: np.ndarray) -> None:
-        """Diagnose the first batch; warn (logging) when recall is predicted low."""
-        options = {"centering": self._centering, "rotation_seed": self._params.seed}
-        quick = diagnose(x, self.metric, navigation=False, queries=100, **options)
+    def _check_data(self, x: np.ndarray, quick: Diagnosis) -> None:
+        """Complete the first batch's diagnosis; warn (logging) when recall is predicted low."""
         d = quick
-        if quick.code_recall[64] < 0.95 or quick.effective_dim > 0.5 * self._dim:
+        if quick.code_recall[64] < NEAR_PERFECT_CODES or quick.effective_dim > (
+            ISOTROPIC_FRACTION * self._dim
+        ):
             # codes are not near-perfect or the data is near-isotropic: measure navigation
-            d = diagnose(x, self.metric, index_options=self._nav_options(), **options)
+            d = diagnose(
+                x, self.metric, centering=self._centering, rotation_seed=self._params.seed,
+                index_options=self._nav_options(),
+            )  # fmt: skip
         self._note_diagnosis(d)
         for line in d.warnings:
             logger.warning("%s", line)
@@ -733,6 +745,12 @@ class Index:
         cal = self._calibration
         if cal is None or cal.k != k or cal.stale(len(self), self._changes):
             cal = self.calibrate(k=k)
+        if cal.recalls[-1] < target_recall:
+            logger.warning(
+                "target_recall %.3f is above what the calibration reached (%.3f at ef=%d): "
+                "searching with ef=%d",
+                target_recall, cal.recalls[-1], cal.efs[-1], cal.efs[-1],
+            )  # fmt: skip
         return max(cal.ef_for(float(target_recall)), k)
 
     def calibrate(self, k: int = 10, *, queries: int | None = None, seed: int = 0) -> Calibration:

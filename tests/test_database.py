@@ -369,3 +369,17 @@ def test_snapshot_restores_identically(tmp_path) -> None:
     with quiver.Database(tmp_path / "db") as db:
         assert db.get_collection("copy").count() == 497
         assert db.list_collections() == ["copy", "src"]
+
+
+def test_target_recall_through_a_collection(tmp_path, wordnet) -> None:
+    x, q = wordnet.train[:6000], wordnet.test[:300]
+    with quiver.Database(tmp_path / "db") as db:
+        c = db.create_collection("t", 384)
+        c.upsert(list(range(len(x))), x)
+        _, gt = exact_search(x, q, 10, "cosine")
+        hits = c.search_batch(q, k=10, target_recall=0.95)
+        got = np.array([[1 - h.score for h in hs] for hs in hits])
+        assert recall_at_k(got, gt, 10) >= 0.93
+        with pytest.raises(quiver.InvalidInputError, match="not both"):
+            c.search(q[0], ef=64, target_recall=0.9)
+        assert "diagnosis" in c.info()
