@@ -1,5 +1,7 @@
 """quiver: vector search whose hot path runs on training-free 2-bit codes."""
 
+from typing import Any
+
 from quiver.calibration import Calibration
 from quiver.collection import Collection
 from quiver.database import Database
@@ -23,6 +25,7 @@ from quiver.types import Point, ScoredPoint, SearchResult
 
 __all__ = [
     "Calibration",
+    "Client",
     "Collection",
     "CollectionExistsError",
     "CollectionNotFoundError",
@@ -47,3 +50,12 @@ __all__ = [
     "warmup",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``quiver.Client`` is imported on first use, so ``import quiver`` needs no httpx."""
+    if name == "Client":
+        from quiver.client import Client
+
+        return Client
+    raise AttributeError(f"module 'quiver' has no attribute {name!r}")

@@ -244,6 +244,10 @@ class Collection:
             raise InvalidInputError(
                 f"{where} must be a string (id_type string), got {type(value).__name__} {value!r}"
             )
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"{where} is not valid Unicode text: {exc}") from exc
         if not 0 < len(value) <= MAX_STRING_ID:
             raise InvalidInputError(
                 f"{where} must have 1 to {MAX_STRING_ID} characters, got {len(value)}"

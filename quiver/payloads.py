@@ -29,9 +29,11 @@ def encode_payload(payload: Any, where: str = "payload") -> str | None:
             f"{where} must be a JSON object (dict) or None, got {type(payload).__name__}"
         )
     try:
-        return json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"{where} is not JSON-serialisable: {exc}") from exc
+        text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        text.encode("utf-8")  # lone surrogates cannot be stored as UTF-8
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise InvalidInputError(f"{where} is not JSON-serialisable as UTF-8: {exc}") from exc
+    return text
 
 
 def decode_payload(text: str | None) -> dict[str, Any] | None:

@@ -1,0 +1,133 @@
+"""The application factory: ``create_app(settings)`` builds a self-contained FastAPI app.
+
+Nothing is global: each app owns its settings, database handle, worker-pool limiter and
+metrics registry (tests build several). ``uvicorn --factory quiver.server.app:create_app``
+works too, with settings from the environment.
+
+Start-up opens the database (taking its directory lock) and then, in the background, compiles
+the Numba kernels and opens every collection; ``/readyz`` answers 503 until that is done, while
+``/healthz`` answers at once. Shutdown (after uvicorn has drained in-flight requests) closes the
+database, which checkpoints the collections and flushes the write-ahead log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from anyio import CapacityLimiter
+from fastapi import Depends, FastAPI
+
+import quiver
+from quiver import Database
+
+from .deps import ServerState, require_api_key
+from .errors import install_error_handlers
+from .metrics import Metrics
+from .middleware import BodyLimitMiddleware, ObserveMiddleware
+from .routes import collections, ops, points, query, snapshots
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+UPLOAD_SUFFIX = "/snapshots/upload"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app serving the database in ``settings.db_dir`` (settings from the environment
+    when ``None``)."""
+    settings = settings if settings is not None else Settings()
+    state = ServerState(
+        settings=settings,
+        limiter=CapacityLimiter(settings.concurrency()),
+        write_limiter=CapacityLimiter(settings.max_writers),
+        metrics=Metrics(lambda: _collection_infos(state)),
+        snapshot_dir=settings.resolved_snapshot_dir(),
+    )
+    app = FastAPI(
+        title="quiver",
+        version=quiver.__version__,
+        summary="Vector search on 2-bit codes: collections, points, top-k queries.",
+        lifespan=_lifespan,
+    )
+    app.state.quiver = state
+    install_error_handlers(app)
+
+    app.include_router(ops.router)
+    secured = [Depends(require_api_key)]
+    for module in (collections, points, query, snapshots):
+        app.include_router(module.router, dependencies=secured)
+
+    def limit_for(path: str) -> tuple[int, str]:
+        if path.endswith(UPLOAD_SUFFIX):
+            return settings.max_upload_bytes, "QUIVER_MAX_UPLOAD_BYTES"
+        return settings.max_body_bytes, "QUIVER_MAX_BODY_BYTES"
+
+    # The last added runs first: observe everything, including 413s from the body limit.
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+    app.add_middleware(ObserveMiddleware, metrics=state.metrics, access_log=settings.access_log)
+    return app
+
+
+def _collection_infos(state: ServerState) -> Iterator[dict[str, Any]]:
+    """``info()`` of every collection, for the metrics scrape (none before ready)."""
+    if not state.ready or state.db is None:
+        return
+    for name in state.db.list_collections():
+        try:
+            yield state.db.get_collection(name).info()
+        except LookupError:  # dropped between the listing and the lookup
+            continue
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    state: ServerState = app.state.quiver
+    s = state.settings
+    logger.info(
+        "opening database",
+        extra={"db_dir": str(s.db_dir), "fsync": s.fsync, "threads": s.threads},
+    )
+    state.db = await state.write(Database, s.db_dir, fsync=s.fsync, num_threads=s.threads)
+    warm = asyncio.get_running_loop().create_task(_warm_up(state))
+    try:
+        yield
+    finally:
+        state.ready = False
+        if not warm.done():
+            await asyncio.shield(warm)  # a thread running warmup can't be interrupted
+        logger.info("closing database (checkpoint, flush the log)")
+        await state.write(state.db.close)
+        state.metrics.ready.set(0)
+        logger.info("database closed")
+
+
+async def _warm_up(state: ServerState) -> None:
+    """Compile the kernels and open every collection, then report ready."""
+    db = state.db
+    if db is None:
+        return
+    try:
+        t0 = time.perf_counter()
+        seconds = await state.run(quiver.warmup)
+        names = await state.run(db.list_collections)
+        for name in names:
+            await state.run(db.get_collection, name)
+        state.collections = list(names)
+        state.ready = True
+        state.metrics.ready.set(1)
+        logger.info(
+            "ready",
+            extra={
+                "collections": len(names),
+                "warmup_s": round(seconds, 3),
+                "startup_s": round(time.perf_counter() - t0, 3),
+            },
+        )
+    except Exception as exc:
+        state.startup_error = f"start-up failed: {type(exc).__name__}: {exc}"
+        logger.exception("start-up failed")

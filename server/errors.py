@@ -1,0 +1,128 @@
+"""Map exceptions to HTTP responses with one body shape: ``{"error": code, "message": text}``.
+
+Domain errors keep their meaning: bad input is 400, unknown collections and points 404, an
+existing collection 409, a locked or not-yet-ready database 503. Schema violations are 422
+(with the per-field ``detail``), limits 413 (sizes) or 422 (values).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from quiver.errors import (
+    CollectionExistsError,
+    CollectionNotFoundError,
+    CorruptIndexError,
+    DatabaseLockedError,
+    InvalidFilterError,
+    InvalidInputError,
+    PointNotFoundError,
+    QuiverError,
+)
+
+logger = logging.getLogger(__name__)
+
+#: (exception class, HTTP status, error code), most specific first.
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (InvalidFilterError, 400, "invalid_filter"),
+    (InvalidInputError, 400, "invalid_input"),
+    (CollectionNotFoundError, 404, "collection_not_found"),
+    (PointNotFoundError, 404, "point_not_found"),
+    (CollectionExistsError, 409, "collection_exists"),
+    (DatabaseLockedError, 503, "database_locked"),
+    (CorruptIndexError, 500, "corrupt_index"),
+)
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    503: "not_ready",
+}
+
+
+class ApiError(StarletteHTTPException):
+    """An HTTP error with an explicit error code (limits, auth, readiness)."""
+
+    def __init__(
+        self, status_code: int, error: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status_code, detail=message, headers=headers)
+        self.error = error
+
+
+def error_response(
+    status: int, error: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    """The one error body shape."""
+    return JSONResponse({"error": error, "message": message, **extra}, status, headers=headers)
+
+
+def _summarise(errors: list[dict[str, Any]]) -> str:
+    """``body.points.0.id: Input should be ...; ...`` (first three problems)."""
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def _jsonable(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation errors without the raw input or exception objects (may be huge or not JSON)."""
+    return [
+        {
+            k: (v if k != "ctx" else {c: str(x) for c, x in v.items()})
+            for k, v in e.items()
+            if k not in ("input", "url")
+        }
+        for e in errors
+    ]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        for cls, status, code in DOMAIN_ERRORS:
+            if isinstance(exc, cls):
+                if status >= 500:
+                    logger.error("%s: %s", code, exc, exc_info=exc)
+                return error_response(status, code, str(exc))
+        logger.error("unhandled quiver error", exc_info=exc)
+        return error_response(500, "internal_error", str(exc))
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        return error_response(422, "validation_error", _summarise(errors), detail=_jsonable(errors))
+
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = getattr(exc, "error", None) or _STATUS_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    async def recursion_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(400, "invalid_input", "request body is nested too deeply")
+
+    async def unicode_error(request: Request, exc: Exception) -> JSONResponse:
+        # JSON may escape lone UTF-16 surrogates ("\ud800"), which no UTF-8 file can store.
+        return error_response(
+            400, "invalid_input", f"text that is not valid Unicode (a lone surrogate?): {exc}"
+        )
+
+    app.add_exception_handler(QuiverError, domain_error)
+    app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RecursionError, recursion_error)
+    app.add_exception_handler(UnicodeError, unicode_error)

@@ -1,0 +1,164 @@
+"""Points: upsert, delete (by ids or filter), get one / many, count, scroll."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+
+from quiver import Collection, Point
+from quiver.errors import InvalidInputError
+
+from ..deps import CollectionDep, LimitsDep, StateDep
+from ..schemas import (
+    MAX_ID_CHARS,
+    U64_MAX,
+    CountRequest,
+    CountResult,
+    DeletePoints,
+    DeleteResult,
+    ErrorBody,
+    GetPoints,
+    Record,
+    Response,
+    ScrollRequest,
+    ScrollResult,
+    UpsertPoints,
+    UpsertResult,
+    filter_dict,
+)
+
+router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "invalid input (dimension, NaN, id type, filter)"},
+    404: {"model": ErrorBody, "description": "unknown collection or point"},
+    413: {"model": ErrorBody, "description": "body or batch over the server's limits"},
+}
+
+
+def record(p: Point) -> Record:
+    """A stored point as a response item."""
+    return Record(id=p.id, payload=p.payload, vector=_as_list(p.vector))
+
+
+def _as_list(v: Any) -> list[float] | None:
+    if v is None:
+        return None
+    return v.tolist() if isinstance(v, np.ndarray) else list(v)
+
+
+def stack_vectors(rows: list[list[float]], dim: int) -> np.ndarray:
+    """Rows -> ``(n, d)`` float32. Ragged rows raise; the collection checks ``d`` itself."""
+    lengths = {len(r) for r in rows}
+    if len(lengths) > 1:
+        raise InvalidInputError(
+            f"every vector must have the collection's dim {dim}, got lengths {sorted(lengths)[:5]}"
+        )
+    return np.array(rows, dtype=np.float32)
+
+
+def parse_path_id(coll: Collection, raw: str) -> int | str:
+    """A point id from the URL: an integer for ``uint64`` collections, the text otherwise."""
+    if coll.id_type != "uint64":
+        if len(raw) > MAX_ID_CHARS:
+            raise InvalidInputError(f"ids are at most {MAX_ID_CHARS} characters, got {len(raw)}")
+        return raw
+    if not raw.isascii() or not raw.isdigit() or int(raw) > U64_MAX:
+        raise InvalidInputError(f"collection {coll.name!r} has uint64 ids, got {raw[:80]!r}")
+    return int(raw)
+
+
+@router.put("", response_model=Response[UpsertResult], responses=ERRORS, summary="Upsert points")
+async def upsert(
+    body: UpsertPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[UpsertResult]:
+    """Insert or replace a batch of points (ids unique within the batch). The response is
+    sent after the batch is in the write-ahead log."""
+    t0 = time.perf_counter()
+    limits.batch(len(body.points), "points")
+    ids = [p.id for p in body.points]
+    vectors = stack_vectors([p.vector for p in body.points], coll.dim)
+    payloads = [p.payload for p in body.points]
+    n = await state.write(
+        coll.upsert, ids, vectors, payloads if any(p is not None for p in payloads) else None
+    )
+    return Response(result=UpsertResult(upserted=n), time=time.perf_counter() - t0)
+
+
+@router.post(
+    "/delete", response_model=Response[DeleteResult], responses=ERRORS, summary="Delete points"
+)
+async def delete(
+    body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[DeleteResult]:
+    """Delete by ``points`` (ids; unknown ids are ignored) or by ``filter``."""
+    t0 = time.perf_counter()
+    if body.points is not None:
+        limits.batch(len(body.points), "ids")
+        n = await state.write(coll.delete, body.points)
+    else:
+        n = await state.write(coll.delete_by_filter, filter_dict(body.filter))
+    return Response(result=DeleteResult(deleted=n), time=time.perf_counter() - t0)
+
+
+@router.get("/{id}", response_model=Response[Record], responses=ERRORS, summary="Get a point")
+async def get_point(
+    id: Annotated[str, PathParam(max_length=MAX_ID_CHARS, description="point id")],
+    coll: CollectionDep,
+    state: StateDep,
+    with_payload: bool = True,
+    with_vector: bool = False,
+) -> Response[Record]:
+    """One point by id (404 ``point_not_found`` if it doesn't exist)."""
+    t0 = time.perf_counter()
+    pid = parse_path_id(coll, id)
+    p = await state.run(coll.get, pid, with_payload=with_payload, with_vector=with_vector)
+    return Response(result=record(p), time=time.perf_counter() - t0)
+
+
+@router.post("", response_model=Response[list[Record]], responses=ERRORS, summary="Get many points")
+async def retrieve(
+    body: GetPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[list[Record]]:
+    """The points with these ids, in request order; missing ids are skipped."""
+    t0 = time.perf_counter()
+    limits.batch(len(body.ids), "ids")
+    points = await state.run(
+        coll.retrieve, body.ids, with_payload=body.with_payload, with_vector=body.with_vector
+    )
+    return Response(result=[record(p) for p in points], time=time.perf_counter() - t0)
+
+
+@router.post(
+    "/count", response_model=Response[CountResult], responses=ERRORS, summary="Count points"
+)
+async def count(body: CountRequest, coll: CollectionDep, state: StateDep) -> Response[CountResult]:
+    """Number of points, or of points matching ``filter``."""
+    t0 = time.perf_counter()
+    n = await state.run(coll.count, filter_dict(body.filter))
+    return Response(result=CountResult(count=n), time=time.perf_counter() - t0)
+
+
+@router.post(
+    "/scroll", response_model=Response[ScrollResult], responses=ERRORS, summary="Page through"
+)
+async def scroll(
+    body: ScrollRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[ScrollResult]:
+    """A page of points in id order from ``offset``; pass ``next_page_offset`` to continue."""
+    t0 = time.perf_counter()
+    limits.k(body.limit, None)
+    points, next_offset = await state.run(
+        coll.scroll,
+        limit=body.limit,
+        offset=body.offset,
+        filter=filter_dict(body.filter),
+        with_payload=body.with_payload,
+        with_vector=body.with_vector,
+    )
+    result = ScrollResult(points=[record(p) for p in points], next_page_offset=next_offset)
+    return Response(result=result, time=time.perf_counter() - t0)

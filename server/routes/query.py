@@ -1,0 +1,82 @@
+"""Query: top-k by vector or by a stored point's id, one query or a batch."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+
+from quiver import ScoredPoint
+
+from ..deps import CollectionDep, LimitsDep, StateDep
+from ..schemas import (
+    QueryBatchRequest,
+    QueryRequest,
+    QueryResult,
+    Response,
+    ScoredRecord,
+    filter_dict,
+)
+from .points import ERRORS, stack_vectors
+
+router = APIRouter(prefix="/collections/{name}/points", tags=["query"])
+
+
+def _hits(points: list[ScoredPoint]) -> QueryResult:
+    return QueryResult(
+        points=[
+            ScoredRecord(
+                id=p.id,
+                score=float(p.score),
+                payload=p.payload,
+                vector=None if p.vector is None else np.asarray(p.vector).tolist(),
+            )
+            for p in points
+        ]
+    )
+
+
+def _options(body: QueryRequest | QueryBatchRequest) -> dict[str, Any]:
+    return {
+        "k": body.k,
+        "ef": body.ef,
+        "filter": filter_dict(body.filter),
+        "score_threshold": body.score_threshold,
+        "with_payload": body.with_payload,
+        "with_vector": body.with_vector,
+    }
+
+
+@router.post(
+    "/query", response_model=Response[QueryResult], responses=ERRORS, summary="Nearest points"
+)
+async def query(
+    body: QueryRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[QueryResult]:
+    """The ``k`` nearest points to ``vector``, or to the stored point ``query_id`` (which is
+    not among its own results), best first."""
+    t0 = time.perf_counter()
+    limits.k(body.k, body.ef)
+    vector = None if body.vector is None else np.asarray(body.vector, dtype=np.float32)
+    hits = await state.run(coll.search, vector, query_id=body.query_id, **_options(body))
+    return Response(result=_hits(hits), time=time.perf_counter() - t0)
+
+
+@router.post(
+    "/query/batch",
+    response_model=Response[list[QueryResult]],
+    responses=ERRORS,
+    summary="Nearest points of many vectors",
+)
+async def query_batch(
+    body: QueryBatchRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[list[QueryResult]]:
+    """One result list per vector, in order; the queries run in parallel."""
+    t0 = time.perf_counter()
+    limits.k(body.k, body.ef)
+    limits.batch(len(body.vectors), "query vectors")
+    vectors = stack_vectors(body.vectors, coll.dim)
+    results = await state.run(coll.search_batch, vectors, **_options(body))
+    return Response(result=[_hits(r) for r in results], time=time.perf_counter() - t0)

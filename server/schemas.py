@@ -1,0 +1,381 @@
+"""Request and response bodies of the REST API: bounded pydantic models.
+
+The bounds here are hard caps that keep a single request sane whatever the configuration;
+the configurable limits (``Settings.max_batch``, ``max_k``, ``max_ef``, ``max_dim``) are checked
+on top of them in :mod:`quiver.server.deps`. Vectors are ``list[float]`` here; their dimension
+and finiteness are checked by the collection, which knows its dimension.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    Tag,
+    model_validator,
+)
+
+U64_MAX = 2**64 - 1
+HARD_MAX_DIM = 65_536
+HARD_MAX_BATCH = 1_000_000
+HARD_MAX_K = 100_000
+MAX_ID_CHARS = 512
+MAX_KEY_CHARS = 256
+MAX_CONDITIONS = 256
+
+T = TypeVar("T")
+
+PointId = (
+    Annotated[StrictInt, Field(ge=0, le=U64_MAX)]
+    | Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS)]
+)
+"""A point id: a uint64 integer or a non-empty string, per the collection's ``id_type``."""
+
+Vector = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_DIM)]
+Payload = dict[str, Any]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+CollectionNamePattern = r"^[A-Za-z0-9_-]{1,64}$"
+SnapshotNamePattern = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,190}\.snapshot$"
+
+
+class _Model(BaseModel):
+    """Base of request bodies: unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- envelope and errors ------------------------------------------------------------------
+
+
+class Response(BaseModel, Generic[T]):
+    """Every successful response: ``result`` plus the server-side ``time`` in seconds."""
+
+    result: T
+    time: float = Field(description="seconds spent in the handler")
+
+
+class ErrorBody(BaseModel):
+    """Every error response: a stable machine-readable ``error`` code and a human message."""
+
+    error: str = Field(examples=["collection_not_found"])
+    message: str = Field(examples=["collection 'docs' does not exist"])
+    detail: list[dict[str, Any]] | None = Field(
+        None, description="per-field problems, for schema validation errors (422)"
+    )
+
+
+# --- filters (Qdrant-shaped) --------------------------------------------------------------
+
+
+class MatchValue(_Model):
+    """Exact match of a keyword, integer or boolean payload value."""
+
+    value: StrictStr | StrictInt | StrictBool
+
+
+class MatchAny(_Model):
+    """Match any of the listed values."""
+
+    any: list[StrictStr | StrictInt] = Field(min_length=1, max_length=1024)
+
+
+class RangeCondition(_Model):
+    """Numeric range; at least one bound."""
+
+    gt: FiniteFloat | None = None
+    gte: FiniteFloat | None = None
+    lt: FiniteFloat | None = None
+    lte: FiniteFloat | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> RangeCondition:
+        if self.gt is None and self.gte is None and self.lt is None and self.lte is None:
+            raise ValueError("range needs at least one of gt, gte, lt, lte")
+        return self
+
+
+class FieldCondition(_Model):
+    """A condition on the payload field ``key`` (dots descend into objects: ``"a.b"``)."""
+
+    key: str = Field(min_length=1, max_length=MAX_KEY_CHARS)
+    match: MatchValue | MatchAny | None = None
+    range: RangeCondition | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> FieldCondition:
+        if (self.match is None) == (self.range is None):
+            raise ValueError("a field condition needs exactly one of 'match' or 'range'")
+        return self
+
+
+class HasIdCondition(_Model):
+    """Points whose id is in the list."""
+
+    has_id: list[PointId] = Field(min_length=1, max_length=HARD_MAX_BATCH)
+
+
+def _condition_kind(value: Any) -> str | None:
+    """Which condition a JSON object is, by its keys: ``key`` -> field, ``has_id``, else a
+    nested filter (so errors name the one intended model, not every union member). ``None``
+    (not an object) makes pydantic report a validation error."""
+    if isinstance(value, dict):
+        keys: Any = value.keys()
+    elif isinstance(value, BaseModel):
+        keys = type(value).model_fields
+    else:
+        return None
+    if "key" in keys:
+        return "field"
+    return "has_id" if "has_id" in keys else "filter"
+
+
+Condition = Annotated[
+    Annotated[FieldCondition, Tag("field")]
+    | Annotated[HasIdCondition, Tag("has_id")]
+    | Annotated["Filter", Tag("filter")],
+    Discriminator(_condition_kind),
+]
+
+
+class Filter(_Model):
+    """``must`` (all), ``should`` (at least one), ``must_not`` (none); conditions nest."""
+
+    must: list[Condition] | None = Field(None, max_length=MAX_CONDITIONS)
+    should: list[Condition] | None = Field(None, max_length=MAX_CONDITIONS)
+    must_not: list[Condition] | None = Field(None, max_length=MAX_CONDITIONS)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict the embedded API takes."""
+        return self.model_dump(exclude_none=True)
+
+
+def filter_dict(f: Filter | None) -> dict[str, Any] | None:
+    """``Filter`` -> the embedded API's dict (``None`` stays ``None``)."""
+    return None if f is None else f.to_dict()
+
+
+# --- collections --------------------------------------------------------------------------
+
+
+class CreateCollection(_Model):
+    """Body of ``PUT /collections/{name}``."""
+
+    dim: int = Field(ge=1, le=HARD_MAX_DIM, description="vector dimension")
+    metric: Literal["cosine", "ip", "l2"] = "cosine"
+    id_type: Literal["uint64", "string"] = "uint64"
+    max_degree: int = Field(64, ge=2, le=1024, description="graph out-degree (R)")
+    build_list_size: int = Field(128, ge=1, le=10_000, description="build beam width (L)")
+    alpha: float = Field(1.0, ge=0.5, le=4.0, description="RobustPrune slack")
+
+
+class CollectionInfo(BaseModel):
+    """What ``Collection.info()`` reports (more keys may follow)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    count: int
+    dim: int
+    metric: str
+    id_type: str
+    params: dict[str, Any]
+    hot_bytes: int
+    cold_bytes: int
+    deleted: int
+    wal_bytes: int
+    status: str
+    payload_indexes: list[Any] = []
+
+
+class CollectionDescription(BaseModel):
+    """One entry of the collection list."""
+
+    name: str
+
+
+class CollectionList(BaseModel):
+    """Body of ``GET /collections``."""
+
+    collections: list[CollectionDescription]
+
+
+# --- points -------------------------------------------------------------------------------
+
+
+class PointStruct(_Model):
+    """One point to upsert."""
+
+    id: PointId
+    vector: Vector
+    payload: Payload | None = None
+
+
+class UpsertPoints(_Model):
+    """Body of ``PUT /collections/{name}/points``: ids must be unique within the batch."""
+
+    points: list[PointStruct] = Field(min_length=1, max_length=HARD_MAX_BATCH)
+
+
+class UpsertResult(BaseModel):
+    """How many points were written (durable when the response is sent)."""
+
+    upserted: int
+
+
+class DeletePoints(_Model):
+    """Body of ``POST /collections/{name}/points/delete``: exactly one of ``points`` or
+    ``filter``."""
+
+    points: list[PointId] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH)
+    filter: Filter | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> DeletePoints:
+        if (self.points is None) == (self.filter is None):
+            raise ValueError("give exactly one of 'points' (ids) or 'filter'")
+        return self
+
+
+class DeleteResult(BaseModel):
+    """How many of the points existed and were deleted."""
+
+    deleted: int
+
+
+class GetPoints(_Model):
+    """Body of ``POST /collections/{name}/points``: missing ids are skipped."""
+
+    ids: list[PointId] = Field(min_length=1, max_length=HARD_MAX_BATCH)
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+class Record(BaseModel):
+    """A stored point."""
+
+    id: PointId
+    payload: Payload | None = None
+    vector: list[float] | None = None
+
+
+class CountRequest(_Model):
+    """Body of ``POST /collections/{name}/points/count``."""
+
+    filter: Filter | None = None
+
+
+class CountResult(BaseModel):
+    """Number of (matching) points."""
+
+    count: int
+
+
+class ScrollRequest(_Model):
+    """Body of ``POST /collections/{name}/points/scroll``: pages in id order."""
+
+    limit: int = Field(100, ge=1, le=HARD_MAX_K)
+    offset: PointId | None = Field(None, description="first id of the page (next_page_offset)")
+    filter: Filter | None = None
+    with_payload: bool = True
+    with_vector: bool = False
+
+
+class ScrollResult(BaseModel):
+    """One page; ``next_page_offset`` is ``null`` on the last page."""
+
+    points: list[Record]
+    next_page_offset: PointId | None
+
+
+# --- query --------------------------------------------------------------------------------
+
+
+class _QueryOptions(_Model):
+    k: int = Field(10, ge=1, le=HARD_MAX_K, description="neighbours to return")
+    ef: int | None = Field(None, ge=1, le=HARD_MAX_K, description="beam width (>= k)")
+    filter: Filter | None = None
+    score_threshold: FiniteFloat | None = Field(
+        None, description="keep score >= t (cosine, ip) or <= t (l2: squared distance)"
+    )
+    with_payload: bool = False
+    with_vector: bool = False
+
+
+class QueryRequest(_QueryOptions):
+    """Body of ``POST /collections/{name}/points/query``: exactly one of ``vector`` or
+    ``query_id`` (the nearest other points of a stored point)."""
+
+    vector: Vector | None = None
+    query_id: PointId | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> QueryRequest:
+        if (self.vector is None) == (self.query_id is None):
+            raise ValueError("give exactly one of 'vector' or 'query_id'")
+        return self
+
+
+class QueryBatchRequest(_QueryOptions):
+    """Body of ``POST /collections/{name}/points/query/batch``: the options apply to every
+    vector."""
+
+    vectors: list[Vector] = Field(min_length=1, max_length=HARD_MAX_BATCH)
+
+
+class ScoredRecord(BaseModel):
+    """A search hit: ``score`` is the cosine similarity, the dot product (ip) or the squared
+    L2 distance (l2)."""
+
+    id: PointId
+    score: float
+    payload: Payload | None = None
+    vector: list[float] | None = None
+
+
+class QueryResult(BaseModel):
+    """Hits of one query, best first."""
+
+    points: list[ScoredRecord]
+
+
+# --- snapshots ----------------------------------------------------------------------------
+
+
+class SnapshotDescription(BaseModel):
+    """A snapshot file on the server."""
+
+    name: str
+    collection: str
+    size: int
+    creation_time: datetime
+
+
+class RecoverSnapshot(_Model):
+    """Body of ``PUT /collections/{name}/snapshots/recover``: restore a snapshot stored on the
+    server as the collection ``{name}`` (which must not exist)."""
+
+    snapshot: str = Field(pattern=SnapshotNamePattern, description="snapshot file name")
+    from_collection: str | None = Field(
+        None,
+        pattern=CollectionNamePattern,
+        description="collection the snapshot was taken of (default: {name})",
+    )
+
+
+# --- operations ---------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    """``/healthz`` and ``/readyz`` bodies."""
+
+    status: Literal["ok", "ready", "starting", "failed"]
+    collections: int | None = None
+    message: str | None = None

@@ -1,0 +1,87 @@
+"""Server configuration: pydantic-settings, read from ``QUIVER_*`` environment variables.
+
+Every field can also be given to :func:`quiver.server.create_app` directly (tests do) or as a
+``quiver serve`` flag (which overrides the environment).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+#: The port ``quiver serve`` listens on by default (Qdrant's is 6333; quiver's is its own).
+DEFAULT_PORT = 8333
+
+
+class Settings(BaseSettings):
+    """How one server process runs. Environment: ``QUIVER_<FIELD>`` (e.g. ``QUIVER_API_KEY``).
+
+    The data directory's variable is ``QUIVER_DB_DIR``: ``QUIVER_DATA_DIR`` already names the
+    benchmark data-set cache (``bench/datasets.py``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QUIVER_", extra="ignore", frozen=True)
+
+    db_dir: Path = Field(Path("quiver-db"), description="database directory (one server owns it)")
+    snapshot_dir: Path | None = Field(
+        None, description="where snapshots are written; default: '<db_dir>-snapshots' beside it"
+    )
+    host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 exposes the server")
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535)
+    api_key: SecretStr | None = Field(
+        None, description="if set, every endpoint but /healthz and /readyz needs it"
+    )
+    threads: int | None = Field(
+        None, ge=1, le=1024, description="Numba threads for batch work (default: all cores)"
+    )
+    max_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="index calls running at once in the worker pool (default: 2 x cores)",
+    )
+    max_writers: int = Field(
+        4, ge=1, le=256, description="write calls (upsert, delete...) in flight at once"
+    )
+    fsync: Literal["batch", "off"] = Field(
+        "batch", description="'batch': a write is fsynced before it is acknowledged"
+    )
+    log_level: LogLevel = "info"
+    access_log: bool = Field(True, description="log one JSON line per request")
+    max_body_bytes: int = Field(
+        64 * 2**20, ge=1024, description="largest request body (413 above it)"
+    )
+    max_upload_bytes: int = Field(
+        16 * 2**30, ge=1024, description="largest snapshot upload (413 above it)"
+    )
+    max_batch: int = Field(
+        10_000, ge=1, le=1_000_000, description="most points / ids / queries in one request"
+    )
+    max_k: int = Field(1_000, ge=1, le=100_000, description="largest k (and scroll limit)")
+    max_ef: int = Field(4_096, ge=1, le=100_000, description="largest ef")
+    max_dim: int = Field(8_192, ge=1, le=65_536, description="largest collection dimension")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        """``QUIVER_API_KEY=""`` (e.g. compose's unset default) means no key, not an empty one."""
+        return None if value == "" else value
+
+    def resolved_snapshot_dir(self) -> Path:
+        """The snapshot directory, defaulting to a sibling of the database directory."""
+        if self.snapshot_dir is not None:
+            return self.snapshot_dir
+        db_dir = self.db_dir.resolve()
+        return db_dir.with_name(db_dir.name + "-snapshots")
+
+    def concurrency(self) -> int:
+        """Tokens of the worker pool's capacity limiter."""
+        if self.max_concurrency is not None:
+            return self.max_concurrency
+        return 2 * len(os.sched_getaffinity(0))
