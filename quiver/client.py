@@ -354,6 +354,7 @@ class RemoteCollection:
         score_threshold: float | None = None,
         with_payload: bool = False,
         with_vector: bool = False,
+        target_recall: float | None = None,
     ) -> list[ScoredPoint]:
         """The ``k`` nearest points to ``vector`` or to the stored point ``query_id``."""
         body: dict[str, Any] = {
@@ -361,6 +362,7 @@ class RemoteCollection:
             "ef": ef,
             "filter": filter,
             "score_threshold": score_threshold,
+            "target_recall": target_recall,
             "with_payload": with_payload,
             "with_vector": with_vector,
         }
@@ -380,6 +382,7 @@ class RemoteCollection:
         score_threshold: float | None = None,
         with_payload: bool = False,
         with_vector: bool = False,
+        target_recall: float | None = None,
     ) -> list[list[ScoredPoint]]:
         """One hit list per query vector (searched in parallel on the server)."""
         body = {
@@ -388,6 +391,7 @@ class RemoteCollection:
             "ef": ef,
             "filter": filter,
             "score_threshold": score_threshold,
+            "target_recall": target_recall,
             "with_payload": with_payload,
             "with_vector": with_vector,
         }

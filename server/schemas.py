@@ -305,6 +305,12 @@ class _QueryOptions(_Model):
     score_threshold: FiniteFloat | None = Field(
         None, description="keep score >= t (cosine, ip) or <= t (l2: squared distance)"
     )
+    target_recall: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="instead of ef: the smallest ef whose calibrated recall@k reaches this",
+    )
     with_payload: bool = False
     with_vector: bool = False
 

@@ -44,6 +44,7 @@ def _options(body: QueryRequest | QueryBatchRequest) -> dict[str, Any]:
         "ef": body.ef,
         "filter": filter_dict(body.filter),
         "score_threshold": body.score_threshold,
+        "target_recall": body.target_recall,
         "with_payload": body.with_payload,
         "with_vector": body.with_vector,
     }

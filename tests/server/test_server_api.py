@@ -278,6 +278,18 @@ def test_query_filter_and_threshold(client: TestClient, name: str) -> None:
     assert all(h["score"] >= 0.9 for h in r.json()["result"]["points"])
 
 
+def test_query_with_target_recall(client: TestClient, name: str) -> None:
+    x = seed_collection(client, name)
+    url = f"/collections/{name}/points/query"
+    r = client.post(url, json={"vector": x[7].tolist(), "k": 5, "target_recall": 0.95})
+    hits = r.json()["result"]["points"]
+    assert r.status_code == 200 and hits[0]["id"] == 7 and len(hits) == 5
+    r = client.post(url, json={"vector": x[7].tolist(), "ef": 32, "target_recall": 0.9})
+    assert r.status_code == 400 and "not both" in r.text
+    r = client.post(url, json={"vector": x[7].tolist(), "target_recall": 1.5})
+    assert r.status_code == 422
+
+
 def test_query_batch_matches_single_queries(client: TestClient, name: str) -> None:
     x = seed_collection(client, name)
     r = client.post(
