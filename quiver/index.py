@@ -136,8 +136,6 @@ class Index:
         self._labels = np.full(0, -1, dtype=np.int64)
         self._live = np.zeros(0, dtype=np.uint8)
         self._n_deleted = 0
-        self._labels_sorted = True  # labels ascending by row: lookups by binary search
-        self._label_order: np.ndarray | None = None  # argsort of labels when they are not
         self._entry = -1
         self._next_id = 0
         self._segments: list[np.ndarray] = []  # read-only float views, file-backed first
@@ -338,7 +336,6 @@ class Index:
             )  # fmt: skip
             self._labels[start : start + n_new] = labels
             self._live[start : start + n_new] = 1
-            self._note_label_order(start, labels)
             self._append_floats(x)
             t0 = time.perf_counter()
             self._insert_rows(start, n_new, threads)
@@ -423,30 +420,6 @@ class Index:
         self._note_diagnosis(d)
         return d
 
-    def _note_label_order(self, start: int, labels: np.ndarray) -> None:
-        """Track whether labels stay ascending by row (then lookups are binary searches)."""
-        self._label_order = None
-        if self._labels_sorted:
-            ascending = bool(np.all(labels[1:] > labels[:-1]))
-            after = start == 0 or labels[0] > self._labels[start - 1]
-            self._labels_sorted = ascending and after
-
-    def _rows_of(self, labels: np.ndarray) -> np.ndarray:
-        """Row of each label (-1 where absent), deleted rows included."""
-        n = self._count
-        if n == 0:
-            return np.full(labels.shape, -1, dtype=np.int64)
-        stored = self._labels[:n]
-        if self._labels_sorted:
-            rows = np.minimum(np.searchsorted(stored, labels), n - 1)
-        else:
-            if self._label_order is None:
-                order = np.argsort(stored, kind="stable")
-                self._label_order = np.stack((order, stored[order]))
-            order, ordered = self._label_order
-            rows = order[np.minimum(np.searchsorted(ordered, labels), n - 1)]
-        return np.where(stored[rows] == labels, rows, -1).astype(np.int64)
-
     # ------------------------------------------------------------------ delete
     def delete(self, ids: Any) -> int:
         """Delete points by id; return how many were live and are now deleted.
@@ -459,8 +432,8 @@ class Index:
         if labels.size and not np.issubdtype(labels.dtype, np.integer):
             raise InvalidInputError(f"ids must be integers, got dtype {labels.dtype}")
         with self._write_lock:
-            rows = self._rows_of(labels.astype(np.int64).reshape(-1))
-            return self.delete_rows(rows[rows >= 0])
+            rows = np.flatnonzero(np.isin(self._labels[: self._count], labels.reshape(-1)))
+            return self.delete_rows(rows)
 
     def delete_rows(self, rows: np.ndarray) -> int:
         """Tombstone rows (internal row numbers, as returned by :meth:`state`); return how
@@ -553,7 +526,7 @@ class Index:
                 self._adjacency, self._degrees, keep, new_row
             )
             codes = self._codes[keep]
-            floats = self._gather_floats(keep)
+            floats = self.vectors_of_rows(self._make_state(), keep)
             if self._live[self._entry]:
                 entry = int(new_row[self._entry])
             else:
@@ -565,7 +538,6 @@ class Index:
             removed = n - keep.shape[0]
             self._count = int(keep.shape[0])
             self._n_deleted = 0
-            self._label_order = None
             self._segments, self._segment_files = [], []
             self._tail = floats
             self._tail_count = floats.shape[0]
@@ -582,24 +554,17 @@ class Index:
             )
             return Consolidation(removed, int(repaired), seconds, keep)
 
-    def _gather_floats(self, rows: np.ndarray) -> np.ndarray:
-        """Float vectors of ascending ``rows`` as one new (len(rows), D) array."""
+    def vectors_of_rows(self, state: IndexState, rows: Any) -> np.ndarray:
+        """Stored float vectors (unit-normalised for cosine) of ``rows`` of ``state``, in the
+        order given, as a new (len(rows), D) array."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
         out = np.empty((rows.shape[0], self._dim), dtype=np.float32)
-        starts = self._segment_starts
-        done = 0
-        for i, segment in enumerate(self._segments):
-            lo, hi = np.searchsorted(rows, [starts[i], starts[i + 1]])
-            out[done : done + hi - lo] = segment[rows[lo:hi] - starts[i]]
-            done += hi - lo
-        return out
-
-    def vectors_of_rows(self, state: IndexState, rows: np.ndarray) -> np.ndarray:
-        """Stored float vectors (unit-normalised for cosine) of ``rows`` of ``state``."""
-        out = np.empty((len(rows), self._dim), dtype=np.float32)
         starts = state.segment_starts
-        for i, row in enumerate(np.asarray(rows, dtype=np.int64)):
-            seg = int(np.searchsorted(starts, row, side="right")) - 1
-            out[i] = state.segments[seg][row - starts[seg]]
+        for i, segment in enumerate([] if state.segments is None else state.segments):
+            lo, hi = np.searchsorted(ordered, [starts[i], starts[i + 1]])
+            out[order[lo:hi]] = segment[ordered[lo:hi] - starts[i]]
         return out
 
     # ------------------------------------------------------------------ search
@@ -846,16 +811,20 @@ class Index:
         with self._write_lock:
             gen = self.next_generation(directory)
             segments, new_files = [], []
+            checksums: dict[str, int] = {}
             for i, (view, src) in enumerate(zip(self._segments, self._segment_files, strict=True)):
                 if src is not None and src.parent.resolve() == directory.resolve():
                     name = src.name
+                    crc = self._checksums.get(name)
                 else:
                     name = f"vectors-g{gen}-{i}.arrow"
                     if src is None:
-                        store.write_segment(directory / name, view)
+                        crc = store.write_segment(directory / name, view)
                     else:
                         shutil.copyfile(src, directory / name)
+                        crc = self._checksums.get(src.name)
                     new_files.append((i, directory / name))
+                checksums[name] = store.file_checksum(directory / name) if crc is None else crc
                 segments.append({"file": name, "rows": int(view.shape[0])})
             n = self._count
             files = {}
@@ -869,15 +838,9 @@ class Index:
                 *([] if self._rotation is None else [("rotation", self._rotation)]),
             ):
                 files[key] = f"{key}-g{gen}.npy"
-                store.save_array(directory / files[key], arr)
-            checksums = {
-                name: self._checksums[name]
-                if name in self._checksums and directory.resolve() == self._dir_resolved()
-                else store.file_checksum(directory / name)
-                for name in [s["file"] for s in segments]
-                + list(files.values())
-                + list((attached_files or {}).values())
-            }
+                checksums[files[key]] = store.save_array(directory / files[key], arr)
+            for name in (attached_files or {}).values():
+                checksums[name] = store.file_checksum(directory / name)
             manifest = {
                 "format_version": store.FORMAT_VERSION,
                 "generation": gen,
@@ -913,9 +876,6 @@ class Index:
             self._publish()
             return gen
 
-    def _dir_resolved(self) -> Path | None:
-        return self._path.resolve() if self._path is not None else None
-
     @classmethod
     def open(
         cls, path: str | Path, *, num_threads: int | None = None, verify_segments: bool = False
@@ -928,12 +888,19 @@ class Index:
         """
         directory = Path(path)
         manifest = store.read_manifest(directory)
+        files = manifest["files"]
         checksums = manifest.get("checksums", {})
-        for name in manifest["files"].values():
-            store.verify_checksum(directory / name, checksums.get(name))
+        arrays = {"codes", "adjacency", "degrees", "labels", "live", "center", "rotation"}
+        for key, name in files.items():
+            if key not in arrays:  # a caller's attached file (checked here, read by its owner)
+                store.verify_checksum(directory / name, checksums.get(name))
         if verify_segments:
             for seg in manifest["segments"]:
                 store.verify_checksum(directory / seg["file"], checksums.get(seg["file"]))
+
+        def load(key: str) -> np.ndarray:  # read once, checksum checked
+            return store.load_array(directory / files[key], checksums.get(files[key]))
+
         params = manifest["params"]
         index = cls(
             manifest["dim"],
@@ -945,26 +912,20 @@ class Index:
             num_threads=num_threads,
             centering=manifest.get("centering", "none"),
         )
-        files = manifest["files"]
         if "center" in files:
-            index._center = store.load_array(directory / files["center"])
+            index._center = load("center")
         if "rotation" in files:
-            index._rotation = store.load_array(directory / files["rotation"])
+            index._rotation = load("rotation")
         index._diagnosis = manifest.get("diagnosis")
         if manifest.get("calibration"):
             index._calibration = Calibration.from_dict(manifest["calibration"])
-        index._codes = store.load_array(directory / files["codes"])
-        index._adjacency = store.load_array(directory / files["adjacency"])
-        index._degrees = store.load_array(directory / files["degrees"])
-        index._labels = store.load_array(directory / files["labels"])
+        index._codes = load("codes")
+        index._adjacency = load("adjacency")
+        index._degrees = load("degrees")
+        index._labels = load("labels")
         index._count = int(manifest["count"])
-        index._live = (
-            store.load_array(directory / files["live"])
-            if "live" in files
-            else np.ones(index._count, dtype=np.uint8)
-        )
+        index._live = load("live") if "live" in files else np.ones(index._count, dtype=np.uint8)
         index._n_deleted = int(index._count - np.count_nonzero(index._live))
-        index._labels_sorted = bool(np.all(np.diff(index._labels) > 0))
         index.metadata = dict(manifest.get("metadata", {}))
         for seg in manifest["segments"]:
             file = directory / seg["file"]

@@ -58,7 +58,7 @@ def beam_search(
     """
     words = codes.shape[1] // 2
     filtered = admit.shape[0] > 0
-    res_done = np.empty(res_ids.shape[0], dtype=np.bool_)
+    res_done = np.empty(res_ids.shape[0] if filtered else 0, dtype=np.bool_)
     n_res = 0
     stamps[entry] = epoch
     count = 1
@@ -222,11 +222,15 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
             out_ndist[qi] += n_dist
             n_res = min(n_admitted, rerank)
             found = res_ids if mode == MODE_FILTERED else ids
-            if mode == MODE_FILTERED and rows.shape[0] > n_res and (
-                n_res < k
-                or (
-                    n_admitted * limit < LOCAL_SELECTIVITY * rows.shape[0] * n_dist
-                    and rows.shape[0] <= SCAN_FALLBACK_COST * n_dist
+            if (
+                mode == MODE_FILTERED
+                and rows.shape[0] > n_res
+                and (
+                    n_res < k
+                    or (
+                        n_admitted * limit < LOCAL_SELECTIVITY * rows.shape[0] * n_dist
+                        and rows.shape[0] <= SCAN_FALLBACK_COST * n_dist
+                    )
                 )
             ):
                 # Matches are much rarer around this query than overall (a filter correlated

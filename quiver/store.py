@@ -2,11 +2,13 @@
 
 A saved index is a directory::
 
-    manifest.json               written last, via a temp file + fsync + rename
+    manifest.json               written last, via a temp file + fsync + rename; it names
+                                every file below with its CRC-32
     vectors-g<gen>-<i>.arrow    float32 segments: Arrow IPC files, one FixedSizeList column
     codes-g<gen>.npy            2-bit codes (n, 2W) uint64         } the hot set,
     adjacency-g<gen>.npy        graph rows (n, R) int32, -1 padded } rewritten each save
-    degrees-g<gen>.npy, labels-g<gen>.npy
+    degrees-g<gen>.npy, labels-g<gen>.npy, live-g<gen>.npy, and center/rotation when used
+    <key>-g<gen>.<ext>          files a caller attaches (the database's points-g<gen>.arrow)
 
 Files are never overwritten: every save writes files of a new generation, then switches the
 manifest, then deletes what the new manifest no longer names. A crash at any point leaves a
@@ -16,6 +18,7 @@ and only vectors added since the last save go to new segment files.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -34,9 +37,7 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VECTOR_COLUMN = "vector"
-_OWNED_FILE = re.compile(
-    r"^(vectors|codes|adjacency|degrees|labels|live|points)-g\d+(-\d+)?\.(arrow|npy)$"
-)
+_OWNED_FILE = re.compile(r"^[a-z_]+-g\d+(-\d+)?\.(arrow|npy)$")  # <key>-g<generation>...
 
 
 def fsync_dir(path: Path) -> None:
@@ -48,18 +49,53 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_segment(path: Path, vectors: np.ndarray) -> None:
-    """Write float32 rows (n, D) as an Arrow IPC file with one FixedSizeList<float32> column."""
+class _ChecksumWriter:
+    """A binary file opened for writing that keeps the CRC-32 of what goes through it."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.crc = 0
+
+    def write(self, data: Any) -> int:
+        self.crc = zlib.crc32(data, self.crc)
+        return self._fh.write(data)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._fh.closed
+
+    def close(self) -> None:
+        """Flush, fsync (durable before a manifest names the file) and close."""
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+
+
+def write_table(path: Path, table: pa.Table) -> int:
+    """Write ``table`` as an Arrow IPC file, fsynced; return its CRC-32."""
+    out = _ChecksumWriter(path)
+    try:
+        with pa.ipc.new_file(out, table.schema) as writer:
+            writer.write_table(table)
+    finally:
+        out.close()
+    return out.crc
+
+
+def write_segment(path: Path, vectors: np.ndarray) -> int:
+    """Write float32 rows (n, D) as an Arrow IPC file with one FixedSizeList<float32> column;
+    return its CRC-32."""
     n, dim = vectors.shape
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     column = pa.FixedSizeListArray.from_arrays(flat, dim)
     schema = pa.schema([pa.field(VECTOR_COLUMN, column.type, nullable=False)])
-    batch = pa.record_batch([column], schema=schema)
-    with open(path, "wb") as fh:
-        with pa.ipc.new_file(fh, schema) as writer:
-            writer.write_batch(batch)
-        fh.flush()
-        os.fsync(fh.fileno())
+    return write_table(path, pa.Table.from_batches([pa.record_batch([column], schema=schema)]))
 
 
 def file_checksum(path: Path, chunk: int = 8 << 20) -> int:
@@ -71,18 +107,25 @@ def file_checksum(path: Path, chunk: int = 8 << 20) -> int:
     return crc
 
 
+def _missing(path: Path) -> CorruptIndexError:
+    return CorruptIndexError(f"{path.parent}: file {path.name} named by the manifest is missing")
+
+
+def _check(path: Path, expected: int | None, actual: int) -> None:
+    if expected is not None and actual != expected:
+        raise CorruptIndexError(
+            f"{path}: checksum mismatch (expected {expected:#010x}, got {actual:#010x}): the file "
+            "was altered or damaged after it was written"
+        )
+
+
 def verify_checksum(path: Path, expected: int | None) -> None:
     """Raise :class:`CorruptIndexError` unless ``path``'s CRC-32 is ``expected`` (None: skip)."""
     if expected is None:
         return
     if not path.is_file():
-        raise CorruptIndexError(f"{path.parent}: file {path.name} named by the manifest is missing")
-    actual = file_checksum(path)
-    if actual != expected:
-        raise CorruptIndexError(
-            f"{path}: checksum mismatch (expected {expected:#010x}, got {actual:#010x}): the file "
-            "was altered or damaged after it was written"
-        )
+        raise _missing(path)
+    _check(path, expected, file_checksum(path))
 
 
 def open_segment(path: Path, dim: int) -> np.ndarray:
@@ -106,22 +149,26 @@ def open_segment(path: Path, dim: int) -> np.ndarray:
     return values.reshape(len(column), dim)
 
 
-def save_array(path: Path, array: np.ndarray) -> None:
-    """``np.save`` followed by fsync, so the bytes are durable before the manifest names them."""
-    with open(path, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def load_array(path: Path) -> np.ndarray:
-    """Load a saved ``.npy`` array into memory."""
+def save_array(path: Path, array: np.ndarray) -> int:
+    """``np.save``, fsynced before a manifest names the file; return its CRC-32."""
+    out = _ChecksumWriter(path)
     try:
-        return np.load(path, allow_pickle=False)
+        np.save(out, array, allow_pickle=False)
+    finally:
+        out.close()
+    return out.crc
+
+
+def load_array(path: Path, checksum: int | None = None) -> np.ndarray:
+    """Load a saved ``.npy`` array into memory, checking its CRC-32 when one is given (the file
+    is read once for both)."""
+    try:
+        data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise CorruptIndexError(
-            f"{path.parent}: file {path.name} named by the manifest is missing"
-        ) from exc
+        raise _missing(path) from exc
+    _check(path, checksum, zlib.crc32(data))
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
     except (ValueError, EOFError, OSError) as exc:
         raise CorruptIndexError(f"{path}: unreadable array file: {exc}") from exc
 

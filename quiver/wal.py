@@ -169,11 +169,12 @@ class WriteAheadLog:
     # ------------------------------------------------------------------ writing
     def _open_for_append(self) -> None:
         files = self.files()
-        if files:
-            self._path = files[-1]
-        else:
-            self._path = self._dir / _NAME.format(self.next_lsn)
-        self._file = open(self._path, "ab")  # noqa: SIM115 - kept open for appends
+        self._start_file(files[-1] if files else self._dir / _NAME.format(self.next_lsn))
+
+    def _start_file(self, path: Path) -> None:
+        """Append to ``path`` (created if needed; its directory entry made durable)."""
+        self._path = path
+        self._file = open(path, "ab")  # noqa: SIM115 - kept open for appends
         self.bytes = self._file.tell()
         fsync_dir(self._dir)
 
@@ -197,10 +198,7 @@ class WriteAheadLog:
         ones (every record in them is published)."""
         self.close()
         old = self.files()
-        self._path = self._dir / _NAME.format(self.next_lsn)
-        self._file = open(self._path, "ab")  # noqa: SIM115 - kept open for appends
-        self.bytes = 0
-        fsync_dir(self._dir)
+        self._start_file(self._dir / _NAME.format(self.next_lsn))
         if checkpointed_lsn >= self.next_lsn - 1:
             for path in old:
                 if path != self._path:
