@@ -24,16 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from quiver.errors import (
-    CollectionExistsError,
-    CollectionNotFoundError,
-    CorruptIndexError,
-    DatabaseLockedError,
-    InvalidFilterError,
-    InvalidInputError,
-    PointNotFoundError,
-    QuiverError,
-)
+from quiver.errors import ERROR_CODES, InvalidInputError, PointNotFoundError, QuiverError
 from quiver.types import Point, ScoredPoint
 
 PointId = int | str
@@ -64,15 +55,9 @@ class PayloadTooLargeError(RemoteError, InvalidInputError):
 
 
 _ERROR_CLASSES: dict[str, type[Exception]] = {
-    "invalid_filter": InvalidFilterError,
-    "invalid_input": InvalidInputError,
-    "validation_error": InvalidInputError,
+    **{code: cls for cls, code in ERROR_CODES},
+    "validation_error": InvalidInputError,  # the server's schema errors (422)
     "limit_exceeded": InvalidInputError,
-    "collection_not_found": CollectionNotFoundError,
-    "point_not_found": PointNotFoundError,
-    "collection_exists": CollectionExistsError,
-    "database_locked": DatabaseLockedError,
-    "corrupt_index": CorruptIndexError,
 }
 
 

@@ -45,3 +45,16 @@ class PointNotFoundError(QuiverError, LookupError):
 
 class DatabaseLockedError(QuiverError, OSError):
     """Another process (or another ``Database`` object) holds the data directory's lock."""
+
+
+#: The code naming each domain error in the HTTP API's error bodies (``{"error": code}``), most
+#: specific first: the server writes them, the client turns them back into these classes.
+ERROR_CODES: tuple[tuple[type[QuiverError], str], ...] = (
+    (InvalidFilterError, "invalid_filter"),
+    (InvalidInputError, "invalid_input"),
+    (CollectionNotFoundError, "collection_not_found"),
+    (PointNotFoundError, "point_not_found"),
+    (CollectionExistsError, "collection_exists"),
+    (DatabaseLockedError, "database_locked"),
+    (CorruptIndexError, "corrupt_index"),
+)

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from quiver.errors import (
+    ERROR_CODES,
     CollectionExistsError,
     CollectionNotFoundError,
     CorruptIndexError,
@@ -28,15 +29,18 @@ from quiver.errors import (
 
 logger = logging.getLogger(__name__)
 
+_STATUS: dict[type[Exception], int] = {
+    InvalidFilterError: 400,
+    InvalidInputError: 400,
+    CollectionNotFoundError: 404,
+    PointNotFoundError: 404,
+    CollectionExistsError: 409,
+    DatabaseLockedError: 503,
+    CorruptIndexError: 500,
+}
 #: (exception class, HTTP status, error code), most specific first.
-DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
-    (InvalidFilterError, 400, "invalid_filter"),
-    (InvalidInputError, 400, "invalid_input"),
-    (CollectionNotFoundError, 404, "collection_not_found"),
-    (PointNotFoundError, 404, "point_not_found"),
-    (CollectionExistsError, 409, "collection_exists"),
-    (DatabaseLockedError, 503, "database_locked"),
-    (CorruptIndexError, 500, "corrupt_index"),
+DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = tuple(
+    (cls, _STATUS[cls], code) for cls, code in ERROR_CODES
 )
 
 _STATUS_CODES = {
