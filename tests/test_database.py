@@ -31,7 +31,7 @@ def db(tmp_path):
 def _points(n: int, seed: int = 0):
     x = low_rank_data(n, DIM, seed=seed)
     payloads = [
-        {"colour": ["red", "green", "blue"][i % 3], "size": i % 50, "tags": ["t%d" % (i % 4)]}
+        {"colour": ["red", "green", "blue"][i % 3], "size": i % 50, "tags": [f"t{i % 4}"]}
         for i in range(n)
     ]
     return list(range(n)), x, payloads
@@ -339,9 +339,8 @@ def test_points_are_open_data(tmp_path) -> None:
 
 
 def test_second_writer_is_refused(tmp_path) -> None:
-    with quiver.Database(tmp_path / "db"):
-        with pytest.raises(quiver.DatabaseLockedError):
-            quiver.Database(tmp_path / "db")
+    with quiver.Database(tmp_path / "db"), pytest.raises(quiver.DatabaseLockedError):
+        quiver.Database(tmp_path / "db")
     quiver.Database(tmp_path / "db").close()  # released on close
 
 
