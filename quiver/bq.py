@@ -151,8 +151,10 @@ def encode_queries(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Each query is mapped affinely to integers ``u_i in [0, 2**QUERY_BITS - 1]`` with
     ``x_i ~ lo + delta * u_i``; bit-plane ``j`` holds bit ``j`` of every ``u_i`` (same word and bit
-    layout as the codes). Returns ``planes`` (q, QUERY_BITS * W) uint64 and ``params`` (q, 3)
-    float64 holding ``lo``, ``delta`` and ``sum_i x_i`` (of the dequantised values).
+    layout as the codes), and the planes are interleaved by word: ``planes[:, w * QUERY_BITS + j]``
+    is word ``w`` of plane ``j``, so that the distance kernel reads one word's planes together
+    (see :func:`query_bit_plane`). Returns ``planes`` (q, QUERY_BITS * W) uint64 and ``params``
+    (q, 3) float64 holding ``lo``, ``delta`` and ``sum_i x_i`` (of the dequantised values).
     """
     q = np.asarray(queries, dtype=np.float32)
     n, dim = q.shape
@@ -162,8 +164,13 @@ def encode_queries(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     span = q.max(axis=1).astype(np.float64) - lo
     delta = np.where(span > 0, span / levels, 1.0)
     u = np.rint((q - lo[:, None]) / delta[:, None]).astype(np.uint8)
-    planes = np.empty((n, QUERY_BITS * words), dtype=np.uint64)
+    planes = np.empty((n, words, QUERY_BITS), dtype=np.uint64)
     for j in range(QUERY_BITS):
-        planes[:, j * words : (j + 1) * words] = _pack_plane(((u >> j) & 1).astype(bool), words)
+        planes[:, :, j] = _pack_plane(((u >> j) & 1).astype(bool), words)
     total = lo * dim + delta * u.sum(axis=1, dtype=np.int64)
-    return planes, np.stack([lo, delta, total], axis=1)
+    return planes.reshape(n, words * QUERY_BITS), np.stack([lo, delta, total], axis=1)
+
+
+def query_bit_plane(planes: np.ndarray, j: int) -> np.ndarray:
+    """Bit-plane ``j`` (q, W) of query planes from :func:`encode_queries`, words in order."""
+    return np.ascontiguousarray(planes.reshape(planes.shape[0], -1, QUERY_BITS)[:, :, j])

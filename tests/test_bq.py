@@ -101,10 +101,9 @@ def test_distance_kernel_uses_hardware_popcount() -> None:
 
 def _query_levels(planes: np.ndarray, dim: int) -> np.ndarray:
     """The integer levels u_i (q, dim) held in query bit-planes, decoded with plain numpy."""
-    words = bq.words_per_plane(dim)
     levels = np.zeros((planes.shape[0], dim), dtype=np.int64)
     for j in range(bq.QUERY_BITS):
-        plane = np.ascontiguousarray(planes[:, j * words : (j + 1) * words]).astype("<u8")
+        plane = bq.query_bit_plane(planes, j).astype("<u8")
         bits = np.unpackbits(plane.view(np.uint8), axis=1, bitorder="little")[:, :dim]
         levels += bits.astype(np.int64) << j
     return levels

@@ -19,11 +19,10 @@ FAST = {"sample": 2000, "queries": 100}
 def _reference_code_distances(queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Plain-numpy asymmetric distance: dequantised 4-bit query against code weights."""
     dim = queries.shape[1]
-    words = bq.words_per_plane(dim)
     planes, params = bq.encode_queries(queries)
     u = np.zeros(queries.shape)
     for j in range(bq.QUERY_BITS):
-        plane = np.ascontiguousarray(planes[:, j * words : (j + 1) * words]).astype("<u8")
+        plane = bq.query_bit_plane(planes, j).astype("<u8")
         u += np.unpackbits(plane.view(np.uint8), axis=1, bitorder="little")[:, :dim] << j
     values = params[:, :1] + params[:, 1:2] * u
     v = bq.code_values(bq.encode(vectors), dim).astype(np.float64)
