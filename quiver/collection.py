@@ -59,12 +59,11 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DEFAULT_CHECKPOINT_BYTES = 64 << 20
 #: Consolidate in the background once this fraction of rows are tombstones.
 DEFAULT_CONSOLIDATE_FRACTION = 0.25
-#: Filtered search scans the matching rows' codes exactly when they are at most this fraction
-#: of the live points or this many per unit of ef (MiniLM-WordNet-181k: at 3 % selectivity a
-#: scan scores ~5k codes for recall 1.0, a filtered graph search needs ef=256, ~4.7k codes,
-#: for 0.97; bench/filtered_search.py).
-SCAN_FRACTION = 0.04
-SCAN_PER_EF = 32
+#: Filtered search scores the matching rows' codes directly (``search.scan_rows``: a 1-bit
+#: estimate over every match, the full query distance on a shortlist) when there are at most
+#: this many matches per unit of ef. The scan's cost grows with the matches, a graph search's
+#: with ef; the break-even is measured in bench/results/PERF.md (filtered search, session 3).
+SCAN_ROWS_PER_EF = 512
 #: Above the scan limit the graph search's list grows as ef * sqrt(FILTER_EF_SELECTIVITY / s)
 #: (at most 4 ef), so that the matches met on the way still fill the result list.
 FILTER_EF_SELECTIVITY = 0.25
@@ -739,7 +738,7 @@ class Collection:
             mask = self._mask(view, flt)
             n_match = int(mask.sum())
             n_live = max(state.count - state.n_deleted, 1)
-            scan = n_match <= max(SCAN_FRACTION * n_live, SCAN_PER_EF * ef)
+            scan = n_match <= SCAN_ROWS_PER_EF * ef
             if not scan:
                 grow = math.sqrt(FILTER_EF_SELECTIVITY * n_live / max(n_match, 1))
                 ef_nav = min(4 * ef_nav, math.ceil(ef_nav * max(1.0, grow)))
@@ -765,18 +764,22 @@ class Collection:
         hits: list[ScoredPoint] = []
         seen: set[Any] = set()
         live = view.state.live
+        ids = view.ids
         for row, dist in zip(rows.tolist(), dists.tolist(), strict=True):
             if row < 0 or len(hits) == k:
                 break
-            pid = view.ids[row]
+            pid = ids[row]
             if not live[row] or pid == exclude or pid in seen:
                 continue  # deleted meanwhile, the query point, or an older version
             score = self._score(dist)
-            if not self._passes(score, threshold):
+            if threshold is not None and not self._passes(score, threshold):
                 break  # hits are sorted: the rest are worse
             seen.add(pid)
-            point = self._point(view, row, with_payload, with_vector)
-            hits.append(ScoredPoint(pid, score, point.payload, point.vector))
+            if with_payload or with_vector:
+                point = self._point(view, row, with_payload, with_vector)
+                hits.append(ScoredPoint(pid, score, point.payload, point.vector))
+            else:  # the common case: one object per hit
+                hits.append(ScoredPoint(pid, score))
         return hits
 
     # ------------------------------------------------------------------ info

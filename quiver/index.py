@@ -121,6 +121,7 @@ class Index:
         self._center: np.ndarray | None = None  # float32 (D,) once centering is in use
         self._rotation: np.ndarray | None = None  # float32 (D, D) for "mean-rotate"
         self._no_nav = np.zeros((0, self._dim), dtype=np.float32)
+        self._no_codes = np.zeros((0, 2 * bq.words_per_plane(self._dim)), dtype=np.uint64)
         self._diagnostics = bool(diagnostics)
         self._diagnosis: dict[str, Any] | None = None
         self._calibration: Calibration | None = None
@@ -651,6 +652,8 @@ class Index:
             mode,
             admit,
             rows,
+            # the scan streams the matching rows' codes once gathered (one copy per call)
+            state.codes[rows] if mode == MODE_SCAN else self._no_codes,
             self._no_nav
             if self._center is None
             else bq.transform(queries, self._center, self._rotation),
