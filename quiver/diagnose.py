@@ -76,8 +76,6 @@ HIGH_OFFSET = 0.5
 LOW_CODE_RECALL = 0.8
 #: Effective dimensionality, as a fraction of ``dim``, above which data is called isotropic.
 ISOTROPIC_FRACTION = 0.5
-#: Code-recall gain at ef=64 from another coding that makes it a named remedy.
-CENTERING_GAIN = 0.05
 #: Navigation efficiency at ef=64 below which the graph itself is a named cause.
 LOW_NAVIGATION = 0.85
 #: The outlook predicts recall at ``max(OUTLOOK_FACTOR * n, OUTLOOK_MIN_ROWS)`` rows.
@@ -567,7 +565,8 @@ def _verdict(e: _Evidence) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         return verdict, (), ()
     remedies = []
     best = _pick_coding(e.codings)  # what centering="auto" would choose
-    if best != e.coding and e.codings[best][64] >= e.code[64] + CENTERING_GAIN:
+    # named whenever centering="auto" would pick it: the same gain threshold
+    if best != e.coding and e.codings[best][64] >= e.code[64] + AUTO_CENTERING_GAIN:
         what = "subtract the mean" + (" and rotate" if best == "mean-rotate" else "")
         remedies.append(
             f"data-adaptive codes: Index(centering={best!r}) ({what} before encoding): code "

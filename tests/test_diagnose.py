@@ -163,3 +163,20 @@ def test_auto_centering_picks_a_centred_coding_only_where_it_helps(wordnet) -> N
     assert skewed.code_recall == skewed.coding_recall[skewed.centering]
     text = diagnose(wordnet.train[:5000], "cosine", centering="auto", navigation=False, **FAST)
     assert text.centering == "none"
+
+
+@pytest.mark.parametrize("kind", ["non-negative", "shifted", "plain"])
+def test_remedy_names_the_coding_auto_would_pick(kind: str) -> None:
+    """Whenever a plain-code diagnosis is not ``suitable`` and ``centering="auto"`` would pick
+    another coding, that coding is a remedy (one gain threshold for both; GloVe fell between
+    two thresholds before)."""
+    base = low_rank_data(4000, 48, rank=12, seed=7)
+    x = {"non-negative": np.abs(base), "shifted": base + 1.2 * base.std(), "plain": base}[kind]
+    plain = diagnose(x, "l2", centering="none", **FAST)
+    auto = diagnose(x, "l2", centering="auto", **FAST)
+    if kind == "non-negative":
+        assert plain.verdict != "suitable" and auto.centering != "none"
+    if plain.verdict != "suitable" and auto.centering != "none":
+        assert any(f"centering={auto.centering!r}" in r for r in plain.remedies), plain.remedies
+    else:
+        assert not any("centering=" in r for r in plain.remedies), plain.remedies
