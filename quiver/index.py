@@ -59,6 +59,16 @@ class IndexState(NamedTuple):
     rows: np.ndarray  # arange(capacity) int64: "labels" that make a search return rows
 
 
+class Selection(NamedTuple):
+    """The rows a filtered search may return, computed once per state and filter and reusable
+    by every search of that state (see :meth:`Index.select`)."""
+
+    admit: np.ndarray  # uint8 per row of the state's arrays: 1 = may be returned
+    rows: np.ndarray  # int32, ascending: the admitted rows
+    row_codes: np.ndarray  # codes[rows] gathered for a scan, else empty
+    scan: bool  # score the admitted rows' codes instead of walking the graph
+
+
 class Consolidation(NamedTuple):
     """What :meth:`Index.consolidate` did; ``kept_rows[i]`` is the old row of new row ``i``."""
 
@@ -587,6 +597,18 @@ class Index:
         state = self._state
         return self.search_state(state, self._prepare(q), k, ef, rerank, num_threads)
 
+    def select(
+        self, state: IndexState, admit: np.ndarray | None = None, scan: bool = False
+    ) -> Selection:
+        """The live rows of ``state`` with a non-zero ``admit`` (uint8 per row; all live rows
+        when None) as a :class:`Selection` for :meth:`search_state`. With ``scan`` their codes
+        are gathered too, so that a scan streams them from one contiguous array."""
+        n = state.count
+        mask = np.zeros(state.codes.shape[0], dtype=np.uint8)  # private: safe to count
+        mask[:n] = state.live[:n] if admit is None else admit[:n] & state.live[:n]
+        rows = np.flatnonzero(mask[:n]).astype(np.int32)
+        return Selection(mask, rows, state.codes[rows] if scan else self._no_codes, scan)
+
     def search_state(
         self,
         state: IndexState,
@@ -598,15 +620,17 @@ class Index:
         admit: np.ndarray | None = None,
         scan: bool = False,
         return_rows: bool = False,
+        selection: Selection | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Search a captured :class:`IndexState` with already validated, prepared queries.
 
         The database layer's entry point. ``admit`` (uint8 per row of ``state``, optional)
         restricts the results to rows with a non-zero entry (a filter; deleted rows are
-        excluded whatever it says); ``scan=True`` scores every admitted row exactly in code
-        space instead of walking the graph (for filters that match few rows).
-        ``return_rows`` returns row numbers instead of labels. Returns
-        ``(ids, distances, code_distances_per_query)``.
+        excluded whatever it says); ``scan=True`` scores every admitted row in code space
+        instead of walking the graph (for filters that match few rows). ``selection`` (from
+        :meth:`select` on the same state) replaces ``admit`` and ``scan``, so that repeated
+        searches with one filter skip recomputing it. ``return_rows`` returns row numbers
+        instead of labels. Returns ``(ids, distances, code_distances_per_query)``.
         """
         nq = queries.shape[0]
         out_ids = np.full((nq, k), -1, dtype=np.int64)
@@ -614,18 +638,15 @@ class Index:
         out_ndist = np.zeros(nq, dtype=np.int64)
         if state.count == 0 or nq == 0:
             return out_ids, out_dists, out_ndist
-        n = state.count
-        if admit is None and not scan:
+        if selection is None and (admit is not None or scan):
+            selection = self.select(state, admit, scan)
+        if selection is None:
             # deleted rows are skipped through the shared live flags, read as they change
             mode = MODE_GRAPH if state.n_deleted == 0 else MODE_FILTERED
-            admit = state.live
-            rows = np.zeros(0, dtype=np.int32)
+            admit, rows, row_codes = state.live, np.zeros(0, dtype=np.int32), self._no_codes
         else:
-            mask = np.zeros(state.codes.shape[0], dtype=np.uint8)  # private: safe to count
-            mask[:n] = state.live[:n] if admit is None else admit[:n] & state.live[:n]
-            admit = mask
-            rows = np.flatnonzero(mask[:n]).astype(np.int32)
-            mode = MODE_SCAN if scan else MODE_FILTERED
+            mode = MODE_SCAN if selection.scan else MODE_FILTERED
+            admit, rows, row_codes = selection.admit, selection.rows, selection.row_codes
             if rows.shape[0] == 0:
                 return out_ids, out_dists, out_ndist
         threads = min(self._threads(num_threads), nq)
@@ -652,8 +673,7 @@ class Index:
             mode,
             admit,
             rows,
-            # the scan streams the matching rows' codes once gathered (one copy per call)
-            state.codes[rows] if mode == MODE_SCAN else self._no_codes,
+            row_codes,
             self._no_nav
             if self._center is None
             else bq.transform(queries, self._center, self._rotation),

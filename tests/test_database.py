@@ -270,6 +270,31 @@ def test_filtered_search_recall_at_every_selectivity(tmp_path, wordnet) -> None:
             assert all(bucket[h.id] < width for hs in hits for h in hs)
 
 
+@pytest.mark.parametrize("strategy", ["scan", "graph"])
+def test_repeated_filter_follows_every_write(db, monkeypatch, strategy) -> None:
+    """A filter's matching rows are cached per snapshot: every write must show through."""
+    import quiver.collection
+
+    if strategy == "graph":
+        monkeypatch.setattr(quiver.collection, "SCAN_ROWS_PER_EF", 0)
+    _, x, _ = _points(400, seed=5)
+    c = db.create_collection("f", x.shape[1])
+    c.upsert(list(range(400)), x, [{"g": i % 4} for i in range(400)])
+    flt = {"must": [{"key": "g", "match": {"value": 1}}]}
+    first = [h.id for h in c.search(x[1], k=5, filter=flt)]
+    assert first == [h.id for h in c.search(x[1], k=5, filter=flt)]
+    assert first[0] == 1 and all(i % 4 == 1 for i in first)
+    # a new matching point right on the query, then its deletion, then a payload change
+    c.upsert([1000], x[1:2] * 1.001, [{"g": 1}])
+    assert [h.id for h in c.search(x[1], k=2, filter=flt)][:2] in ([1, 1000], [1000, 1])
+    c.delete([1000, 1])
+    assert {1, 1000}.isdisjoint(h.id for h in c.search(x[1], k=5, filter=flt))
+    c.upsert([5], x[1:2], [{"g": 3}])  # point 5 moves out of g=1 ... and onto the query
+    assert 5 not in [h.id for h in c.search(x[1], k=5, filter=flt)]
+    three = {"must": [{"key": "g", "match": {"value": 3}}]}
+    assert [h.id for h in c.search(x[1], k=1, filter=three)] == [5]
+
+
 def test_delete_and_reinsert_keep_recall(tmp_path, wordnet) -> None:
     n = 6000
     x, q = wordnet.train[:n], wordnet.test[:300]
