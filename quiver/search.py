@@ -126,7 +126,8 @@ def _keep_result(res_ids, res_dists, res_done, n_res, row, d) -> int:
 #: The scan ranks the admitted rows by a cheap estimate first (the query's signs against the
 #: codes, 4 popcounts per word) and scores this many candidates per result slot with the full
 #: query distance (10 popcounts per word). On MiniLM-WordNet-181k a shortlist of 4x the
-#: result list keeps NN of the top-10 the full distance would find (bench/results/PERF.md).
+#: result list (288) gives recall@10 0.997-1.000 after the rerank, against 0.999-1.000 with
+#: every row scored fully (bench/results/PERF.md).
 SCAN_SHORTLIST = 4
 
 
