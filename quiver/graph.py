@@ -124,7 +124,7 @@ def _link_point(
             row_stamps[r] = epoch
             pool[size] = r
             size += 1
-    rows, pool_dists = _sorted_pool(codes, dim, p, pool[:size])
+    rows, pool_dists = _sorted_pool(codes, dim, np.int64(p), pool[:size])
     return robust_prune(codes, dim, rows, pool_dists, alpha, adjacency[p])
 
 
@@ -166,7 +166,7 @@ def link_batch(
                 alpha,
                 stamps,
                 epochs,
-                slot,
+                np.int64(slot),  # one compiled _link_point: prange may type slot unsigned
                 ids,
                 dists,
                 done,
@@ -204,7 +204,7 @@ def _merge_into(
         degrees[q] = deg + n_fresh
         return
     pool = np.concatenate((adjacency[q, :deg].copy(), fresh[:n_fresh]))
-    rows, pool_dists = _sorted_pool(codes, dim, q, pool)
+    rows, pool_dists = _sorted_pool(codes, dim, np.int64(q), pool)
     kept = robust_prune(codes, dim, rows, pool_dists, alpha, adjacency[q])
     adjacency[q, kept:] = -1
     degrees[q] = kept
@@ -307,7 +307,7 @@ def _repair_row(
         kept = size
         out[:size] = pool[:size]
     else:
-        rows, pool_dists = _sorted_pool(codes, dim, p, pool[:size])
+        rows, pool_dists = _sorted_pool(codes, dim, np.int64(p), pool[:size])
         kept = robust_prune(codes, dim, rows, pool_dists, alpha, out)
     adjacency[p, :kept] = out[:kept]
     adjacency[p, kept:] = -1

@@ -419,11 +419,14 @@ def search_batch(
     nq = queries.shape[0]
     slots = min(stamps.shape[0], nq)
     for slot in prange(slots):
-        start = slot * nq // slots
-        stop = (slot + 1) * nq // slots
+        # int64 positions everywhere (prange may type ``slot`` unsigned): one compiled
+        # _search_range serves both entry points, which shortens the first compile by seconds
+        start = np.int64(slot * nq // slots)
+        stop = np.int64((slot + 1) * nq // slots)
         _search_range(
-            start, stop, slot, graph, floats, queries, ef, rerank, (stamps, epochs), out, selection
-        )
+            start, stop, np.int64(slot), graph, floats, queries, ef, rerank, (stamps, epochs),
+            out, selection,
+        )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
@@ -438,5 +441,15 @@ def search_serial(
     out = (out_ids, out_dists, out_ndist)
     selection = (mode, admit, rows, row_codes, nav_queries)
     _search_range(
-        0, queries.shape[0], 0, graph, floats, queries, ef, rerank, (stamps, epochs), out, selection
+        np.int64(0),
+        np.int64(queries.shape[0]),
+        np.int64(0),
+        graph,
+        floats,
+        queries,
+        ef,
+        rerank,
+        (stamps, epochs),
+        out,
+        selection,
     )
