@@ -45,7 +45,7 @@ from numba import njit, prange
 from quiver import bq
 from quiver.bq import QUERY_BITS
 from quiver.errors import InvalidInputError
-from quiver.kernels import encode_query, query_code_distance
+from quiver.kernels import encode_query, normalize_rows, query_code_distance
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.validation import as_matrix, positive_int
 
@@ -246,9 +246,7 @@ class Diagnosis:
 def _prepare(out: np.ndarray, metric: Metric) -> np.ndarray:
     """Unit-normalise float32 rows in place for cosine (as the index stores them)."""
     if metric == Metric.COSINE:
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
-        out /= norms
+        normalize_rows(out)
     return out
 
 

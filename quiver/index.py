@@ -18,6 +18,7 @@ from quiver.calibration import Calibration, calibrate
 from quiver.candidates import new_scratch
 from quiver.diagnose import ISOTROPIC_FRACTION, Diagnosis, diagnose
 from quiver.errors import CorruptIndexError, InvalidInputError
+from quiver.kernels import normalize_rows
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.params import DEFAULT_EF, BuildParams
 from quiver.search import MODE_FILTERED, MODE_GRAPH, MODE_SCAN, search_batch, search_serial
@@ -213,9 +214,7 @@ class Index:
     def _prepare(self, x: np.ndarray) -> np.ndarray:
         """Normalise rows in place for cosine (``x`` is already our own copy)."""
         if self._metric == Metric.COSINE:
-            norms = np.linalg.norm(x, axis=1, keepdims=True)
-            norms[norms == 0] = 1.0
-            x /= norms
+            normalize_rows(x)
         return x
 
     def _capacity(self) -> int:

@@ -147,3 +147,19 @@ def test_asymmetric_distance_matches_its_definition() -> None:
         for r in range(40):
             got = query_code_distance(planes[i], params[i], codes[r], words)
             assert got == pytest.approx(want[i, r], rel=1e-9, abs=1e-9)
+
+
+def test_normalize_rows_matches_numpy_and_keeps_zero_rows() -> None:
+    from quiver.kernels import normalize_rows
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((50, 97)).astype(np.float32)
+    x[3] = 0.0  # a zero vector stays zero (cosine of it is defined as 0 by the search)
+    x[7] *= 1e30  # large but finite: the sum of squares is taken in float64
+    x[9] *= 1e-30
+    want = x / np.where((n := np.linalg.norm(x.astype(np.float64), axis=1)) == 0, 1, n)[:, None]
+    got = x.copy()
+    normalize_rows(got)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    assert not got[3].any()
