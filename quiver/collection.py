@@ -67,6 +67,8 @@ DEFAULT_CONSOLIDATE_FRACTION = 0.25
 SCAN_ROWS_PER_EF = 512
 #: Filter selections (matching rows, and their codes for a scan) kept for the current snapshot.
 SELECTION_CACHE_SIZE = 8
+#: Filters whose match masks (one byte per row) are kept and extended across writes.
+MATCH_CACHE_SIZE = 32
 #: Above the scan limit the graph search's list grows as ef * sqrt(FILTER_EF_SELECTIVITY / s)
 #: (at most 4 ef), so that the matches met on the way still fill the result list.
 FILTER_EF_SELECTIVITY = 0.25
@@ -160,6 +162,8 @@ class Collection:
         self._selections: OrderedDict[tuple[Filter, bool], Selection] = OrderedDict()
         self._selections_view: _View | None = None
         self._selections_lock = threading.Lock()
+        # filter -> (row numbering it was computed under, match mask of rows 0..m): _matches
+        self._matched: OrderedDict[Filter, tuple[list[Any], np.ndarray]] = OrderedDict()
         p = config.params
         if (self._dir / store.MANIFEST).is_file():
             self._index = Index.open(
@@ -538,12 +542,44 @@ class Collection:
         live = view.state.live[:n].astype(bool)
         if flt is None:
             return live
+        return live & self._matches(view, flt)
+
+    def _matches(self, view: _View, flt: Filter) -> np.ndarray:
+        """Rows of ``view`` (live or not) that match ``flt``, extended incrementally.
+
+        A row's payload never changes once written (an upsert writes a new row and tombstones
+        the old one) and liveness is applied apart, so the match mask of rows ``0..m`` stays
+        true for every later view until a consolidation renumbers the rows (its new ``ids``
+        list marks that): a filter reused under a stream of writes evaluates only the new rows.
+        """
+        n = view.state.count
 
         def rows_of_ids(ids: tuple[Any, ...]) -> np.ndarray:
             rows = [view.row_of.get(self._check_id(i, "has_id")) for i in ids]
             return np.array([r for r in rows if r is not None], dtype=np.int64)
 
-        return live & evaluate(flt, n, lambda key: self._column(view, key), rows_of_ids)
+        def column(key: str) -> FieldColumn:
+            return self._column(view, key)
+
+        try:
+            hash(flt)
+        except TypeError:  # a filter value that cannot be a key: evaluate it every time
+            return evaluate(flt, n, column, rows_of_ids)
+        with self._selections_lock:
+            known = self._matched.get(flt)
+        if known is not None and known[0] is view.ids and known[1].shape[0] <= n:
+            done = known[1].shape[0]
+            mask = np.concatenate([known[1], evaluate(flt, n, column, rows_of_ids, done)])
+        else:
+            mask = evaluate(flt, n, column, rows_of_ids)
+        with self._selections_lock:
+            current = self._matched.get(flt)
+            if current is None or current[0] is not view.ids or current[1].shape[0] < n:
+                self._matched[flt] = (view.ids, mask)
+                self._matched.move_to_end(flt)
+                while len(self._matched) > MATCH_CACHE_SIZE:
+                    self._matched.popitem(last=False)
+        return mask
 
     def _selection(self, view: _View, flt: Filter, scan: bool) -> Selection:
         """The rows of ``view`` matching ``flt``, cached for the current view: a filter used

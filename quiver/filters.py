@@ -171,36 +171,38 @@ def evaluate(
     n: int,
     column: Callable[[str], FieldColumn],
     rows_of_ids: Callable[[tuple[Any, ...]], np.ndarray],
+    start: int = 0,
 ) -> np.ndarray:
-    """Boolean mask over rows ``0..n`` of the rows that satisfy ``flt``.
+    """Boolean mask over rows ``start..n`` (length ``n - start``) of the rows that satisfy
+    ``flt``. Rows never change once written, so a mask can be extended row range by row range.
 
     ``column(key)`` returns the field's column; ``rows_of_ids(ids)`` the rows of live ids.
     """
-    mask = np.ones(n, dtype=bool)
+    mask = np.ones(n - start, dtype=bool)
     for cond in flt.must:
-        mask &= _condition(cond, n, column, rows_of_ids)
+        mask &= _condition(cond, n, column, rows_of_ids, start)
     if flt.should:
-        any_of = np.zeros(n, dtype=bool)
+        any_of = np.zeros(n - start, dtype=bool)
         for cond in flt.should:
-            any_of |= _condition(cond, n, column, rows_of_ids)
+            any_of |= _condition(cond, n, column, rows_of_ids, start)
         mask &= any_of
     for cond in flt.must_not:
-        mask &= ~_condition(cond, n, column, rows_of_ids)
+        mask &= ~_condition(cond, n, column, rows_of_ids, start)
     return mask
 
 
-def _condition(cond: Any, n: int, column, rows_of_ids) -> np.ndarray:
+def _condition(cond: Any, n: int, column, rows_of_ids, start: int) -> np.ndarray:
     if isinstance(cond, Filter):
-        return evaluate(cond, n, column, rows_of_ids)
+        return evaluate(cond, n, column, rows_of_ids, start)
     if isinstance(cond, HasId):
-        mask = np.zeros(n, dtype=bool)
+        mask = np.zeros(n - start, dtype=bool)
         rows = rows_of_ids(cond.ids)
-        mask[rows[rows < n]] = True
+        mask[rows[(rows >= start) & (rows < n)] - start] = True
         return mask
     col = column(cond.key)
     if isinstance(cond, Match):
-        hit = col.match_any(list(cond.values), n)
-        return col.present(n) & ~hit if cond.negate else hit
+        hit = col.match_any(list(cond.values), n, start)
+        return col.present(n, start) & ~hit if cond.negate else hit
     if isinstance(cond, Range):
-        return col.in_range(dict(cond.bounds), n)
-    return ~col.present(n)  # IsEmpty
+        return col.in_range(dict(cond.bounds), n, start)
+    return ~col.present(n, start)  # IsEmpty

@@ -111,29 +111,36 @@ class FieldColumn:
         out.size = int(rows.shape[0])
         return out
 
-    def _list_rows(self, n: int, test) -> np.ndarray:
+    def _list_rows(self, n: int, test, start: int = 0) -> np.ndarray:
+        """Rows ``start..n`` holding a list with an element that passes ``test``, as offsets
+        from ``start``."""
         return np.fromiter(
-            (r for r, values in self.lists.items() if r < n and any(test(v) for v in values)),
+            (
+                r - start
+                for r, values in self.lists.items()
+                if start <= r < n and any(test(v) for v in values)
+            ),
             dtype=np.int64,
         )
 
-    def match_any(self, values: list[Any], n: int) -> np.ndarray:
-        """Rows (of the first ``n``) whose value equals one of ``values``."""
-        mask = np.zeros(n, dtype=bool)
+    def match_any(self, values: list[Any], n: int, start: int = 0) -> np.ndarray:
+        """Which of rows ``start..n`` hold a value equal to one of ``values``."""
+        mask = np.zeros(n - start, dtype=bool)
         numbers = [float(v) for v in values if _is_number(v)]
         if numbers:
-            mask |= np.isin(self.numbers[:n], numbers)
+            mask |= np.isin(self.numbers[start:n], numbers)
         codes = [self.dictionary[k] for v in values if (k := _scalar_key(v)) in self.dictionary]
         if codes:
-            mask |= np.isin(self.codes[:n], codes)
+            mask |= np.isin(self.codes[start:n], codes)
         if self.lists:
             wanted = {(_scalar_key(v) or ("n", float(v))) for v in values}
-            mask[self._list_rows(n, lambda v: _element_key(v) in wanted)] = True
+            mask[self._list_rows(n, lambda v: _element_key(v) in wanted, start)] = True
         return mask
 
-    def in_range(self, bounds: dict[str, float], n: int) -> np.ndarray:
-        """Rows whose numeric value satisfies every bound (``gt``, ``gte``, ``lt``, ``lte``)."""
-        col = self.numbers[:n]
+    def in_range(self, bounds: dict[str, float], n: int, start: int = 0) -> np.ndarray:
+        """Which of rows ``start..n`` hold a number satisfying every bound (``gt``, ``gte``,
+        ``lt``, ``lte``)."""
+        col = self.numbers[start:n]
         mask = ~np.isnan(col)
         ops = {"gt": np.greater, "gte": np.greater_equal, "lt": np.less, "lte": np.less_equal}
         for op, bound in bounds.items():
@@ -145,13 +152,13 @@ class FieldColumn:
                     ops[op](float(v), bound) for op, bound in bounds.items()
                 )
 
-            mask[self._list_rows(n, inside)] = True
+            mask[self._list_rows(n, inside, start)] = True
         return mask
 
-    def present(self, n: int) -> np.ndarray:
-        """Rows where the field holds a scalar or a non-empty list."""
-        mask = ~np.isnan(self.numbers[:n]) | (self.codes[:n] >= 0)
-        mask[[r for r, v in self.lists.items() if r < n and v]] = True
+    def present(self, n: int, start: int = 0) -> np.ndarray:
+        """Which of rows ``start..n`` hold a scalar or a non-empty list in the field."""
+        mask = ~np.isnan(self.numbers[start:n]) | (self.codes[start:n] >= 0)
+        mask[[r - start for r, v in self.lists.items() if start <= r < n and v]] = True
         return mask
 
 
