@@ -342,15 +342,9 @@ class RemoteCollection:
         target_recall: float | None = None,
     ) -> list[ScoredPoint]:
         """The ``k`` nearest points to ``vector`` or to the stored point ``query_id``."""
-        body: dict[str, Any] = {
-            "k": k,
-            "ef": ef,
-            "filter": filter,
-            "score_threshold": score_threshold,
-            "target_recall": target_recall,
-            "with_payload": with_payload,
-            "with_vector": with_vector,
-        }
+        body = _query_options(
+            k, ef, filter, score_threshold, target_recall, with_payload, with_vector
+        )
         if vector is not None:
             body["vector"] = _vector_list(vector)
         if query_id is not None:
@@ -372,13 +366,9 @@ class RemoteCollection:
         """One hit list per query vector (searched in parallel on the server)."""
         body = {
             "vectors": _matrix_list(vectors),
-            "k": k,
-            "ef": ef,
-            "filter": filter,
-            "score_threshold": score_threshold,
-            "target_recall": target_recall,
-            "with_payload": with_payload,
-            "with_vector": with_vector,
+            **_query_options(
+                k, ef, filter, score_threshold, target_recall, with_payload, with_vector
+            ),
         }
         return [_scored(r) for r in self._call("POST", "/points/query/batch", json=body)]
 
@@ -401,6 +391,27 @@ class RemoteCollection:
 
 def _point(r: dict[str, Any]) -> Point:
     return Point(id=r["id"], payload=r.get("payload"), vector=r.get("vector"))
+
+
+def _query_options(
+    k: int,
+    ef: int | None,
+    filter: dict[str, Any] | None,  # noqa: A002 - the API's word
+    score_threshold: float | None,
+    target_recall: float | None,
+    with_payload: bool,
+    with_vector: bool,
+) -> dict[str, Any]:
+    """The options of a query request, shared by one query and a batch."""
+    return {
+        "k": k,
+        "ef": ef,
+        "filter": filter,
+        "score_threshold": score_threshold,
+        "target_recall": target_recall,
+        "with_payload": with_payload,
+        "with_vector": with_vector,
+    }
 
 
 def _scored(result: dict[str, Any]) -> list[ScoredPoint]:

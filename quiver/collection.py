@@ -65,7 +65,7 @@ DEFAULT_CONSOLIDATE_FRACTION = 0.25
 #: this many matches per unit of ef. The scan's cost grows with the matches, a graph search's
 #: with ef; the break-even is measured in bench/results/PERF.md (filtered search, session 3).
 SCAN_ROWS_PER_EF = 512
-#: Filter selections (matching rows, and their codes for a scan) kept for the current snapshot.
+#: Filter selections (matching rows, and their codes for a scan) kept, each for one snapshot.
 SELECTION_CACHE_SIZE = 8
 #: Filters whose match masks (one byte per row) are kept and extended across writes.
 MATCH_CACHE_SIZE = 32
@@ -74,6 +74,39 @@ MATCH_CACHE_SIZE = 32
 FILTER_EF_SELECTIVITY = 0.25
 #: Extra results asked of the index beyond k (see Collection._search).
 RESULT_MARGIN = 8
+
+
+class _RecentFilters:
+    """The most recently used entries of a per-filter cache, shared by threads.
+
+    Keys hold parsed filters; a filter that cannot be hashed (an unhashable ``has_id``
+    element, rejected later by the evaluation) is simply never cached.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        try:
+            with self._lock:
+                value = self._items.get(key)
+                if value is not None:
+                    self._items.move_to_end(key)
+                return value
+        except TypeError:
+            return None
+
+    def put(self, key: Any, value: Any) -> None:
+        try:
+            with self._lock:
+                self._items[key] = value
+                self._items.move_to_end(key)
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+        except TypeError:
+            pass
 
 
 def check_name(name: Any) -> str:
@@ -158,12 +191,10 @@ class Collection:
         self._consolidator: threading.Thread | None = None
         self._searches = 0  # searches in flight: writes then link on one thread
         self._searches_lock = threading.Lock()
-        # filter selections of the current view (see _selection)
-        self._selections: OrderedDict[tuple[Filter, bool], Selection] = OrderedDict()
-        self._selections_view: _View | None = None
-        self._selections_lock = threading.Lock()
+        # (filter, scan) -> (view, its Selection): _selection
+        self._selections = _RecentFilters(SELECTION_CACHE_SIZE)
         # filter -> (row numbering it was computed under, match mask of rows 0..m): _matches
-        self._matched: OrderedDict[Filter, tuple[list[Any], np.ndarray]] = OrderedDict()
+        self._matched = _RecentFilters(MATCH_CACHE_SIZE)
         p = config.params
         if (self._dir / store.MANIFEST).is_file():
             self._index = Index.open(
@@ -561,54 +592,29 @@ class Collection:
         def column(key: str) -> FieldColumn:
             return self._column(view, key)
 
-        try:
-            hash(flt)
-        except TypeError:  # a filter value that cannot be a key: evaluate it every time
-            return evaluate(flt, n, column, rows_of_ids)
-        with self._selections_lock:
-            known = self._matched.get(flt)
+        known = self._matched.get(flt)
         if known is not None and known[0] is view.ids and known[1].shape[0] <= n:
             done = known[1].shape[0]
             mask = np.concatenate([known[1], evaluate(flt, n, column, rows_of_ids, done)])
         else:
             mask = evaluate(flt, n, column, rows_of_ids)
-        with self._selections_lock:
-            current = self._matched.get(flt)
-            if current is None or current[0] is not view.ids or current[1].shape[0] < n:
-                self._matched[flt] = (view.ids, mask)
-                self._matched.move_to_end(flt)
-                while len(self._matched) > MATCH_CACHE_SIZE:
-                    self._matched.popitem(last=False)
+        self._matched.put(flt, (view.ids, mask))
         return mask
 
     def _selection(self, view: _View, flt: Filter, scan: bool) -> Selection:
         """The rows of ``view`` matching ``flt``, cached for the current view: a filter used
         again (one tenant, one language...) is evaluated over all points once per write, not
         once per query (at 180k points that evaluation costs 1-3 ms, a search 0.1-0.4 ms)."""
-        key = (flt, scan)
-        try:
-            hash(key)
-        except TypeError:  # a filter value that cannot be a key: evaluate it every time
-            key = None
-        with self._selections_lock:
-            if self._selections_view is view:
-                hit = self._selections.get(key)
-                if hit is not None:
-                    self._selections.move_to_end(key)
-                    return hit
+        known = self._selections.get((flt, scan))
+        if known is not None and known[0] is view:
+            return known[1]
         if scan:
             base = self._selection(view, flt, scan=False)
             value = base._replace(row_codes=view.state.codes[base.rows], scan=True)
         else:
             value = self._index.select(view.state, self._mask(view, flt).view(np.uint8))
-        with self._selections_lock:
-            if key is not None and view is self._view:  # never cache a stale snapshot
-                if self._selections_view is not view:
-                    self._selections.clear()
-                    self._selections_view = view
-                self._selections[key] = value
-                while len(self._selections) > SELECTION_CACHE_SIZE:
-                    self._selections.popitem(last=False)
+        if view is self._view:  # never cache a snapshot that is already stale
+            self._selections.put((flt, scan), (view, value))
         return value
 
     def create_payload_index(self, key: str) -> None:

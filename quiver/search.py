@@ -159,6 +159,13 @@ def sign_estimate(signs: np.ndarray, b: np.ndarray, words: int) -> int:
     return -acc
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _estimate_index(signs: np.ndarray, b: np.ndarray, words: int, dim: int) -> int:
+    """:func:`sign_estimate` shifted by ``6 D`` into ``[0, 12 D]`` (its magnitude is at most
+    ``4 D + 2 D``), a histogram index for :func:`select_shortlist`."""
+    return sign_estimate(signs, b, words) + 6 * dim
+
+
 #: A batch scan scores the matching rows for this many queries per pass over their codes, so
 #: the codes stream from memory once per group instead of once per query.
 SCAN_GROUP = 8
@@ -169,18 +176,16 @@ SCAN_BLOCK = 512
 
 @njit(cache=True, nogil=True)
 def estimate_group(row_codes, signs, m, dim, est) -> None:
-    """``est[j, i] = sign_estimate(signs[j], row_codes[i]) + 6 D`` (a histogram index in
-    ``[0, 12 D]``) for the first ``m`` queries ``j`` of a group and every row ``i``, block by
-    block. Whole arrays and a count, not slices: a slice types as a non-contiguous array in
-    Numba and halves the speed of the popcount loop."""
+    """``est[j, i] = _estimate_index(signs[j], row_codes[i])`` for the first ``m`` queries ``j``
+    of a group and every row ``i``, block by block. Whole arrays and a count, not slices: a
+    slice types as a non-contiguous array in Numba and halves the speed of the popcount loop."""
     words = row_codes.shape[1] // 2
-    span = 6 * dim
     n = row_codes.shape[0]
     for b0 in range(0, n, SCAN_BLOCK):
         b1 = min(n, b0 + SCAN_BLOCK)
         for j in range(m):
             for i in range(b0, b1):
-                est[j, i] = sign_estimate(signs[j], row_codes[i], words) + span
+                est[j, i] = _estimate_index(signs[j], row_codes[i], words, dim)
 
 
 @njit(cache=True, nogil=True)
@@ -191,7 +196,7 @@ def select_shortlist(est, n_short, dim) -> np.ndarray:
     n = est.shape[0]
     if n <= n_short:
         return np.arange(n)
-    top = 12 * dim  # estimates lie in [0, 12 D] (see estimate_group)
+    top = 12 * dim  # estimates lie in [0, 12 D] (see _estimate_index)
     hist = np.zeros(top + 1, dtype=np.int32)
     for i in range(n):
         hist[est[i]] += 1
@@ -249,13 +254,12 @@ def scan_rows(codes, dim, query, signs, rows, admit, ids, dists) -> int:
     """
     words = codes.shape[1] // 2
     n = rows.shape[0]
-    span = 6 * dim
     est = np.empty(n, dtype=np.int32)
     if n > SCAN_SHORTLIST * ids.shape[0]:
         for i in range(n):
             if i + 8 < n:
                 prefetch_row(codes, rows[i + 8])
-            est[i] = sign_estimate(signs, codes[rows[i]], words) + span
+            est[i] = _estimate_index(signs, codes[rows[i]], words, dim)
     short = rows[select_shortlist(est, SCAN_SHORTLIST * ids.shape[0], dim)]
     short_codes = np.empty((short.shape[0], codes.shape[1]), dtype=np.uint64)
     for i in range(short.shape[0]):
@@ -294,6 +298,13 @@ def nearest_sample(codes, dim, query, rows, entry, samples) -> tuple[int, int]:
     return best, m + 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _nav_query(queries: np.ndarray, nav_queries: np.ndarray, i: int) -> np.ndarray:
+    """Query ``i`` as the codes see it: data-adaptive codes navigate with the transformed
+    query (``nav_queries``, empty for plain codes); the rerank always uses ``queries``."""
+    return nav_queries[i] if nav_queries.shape[0] else queries[i]
+
+
 @njit(cache=True, nogil=True)
 def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch, out, selection):
     """Search queries ``start..stop`` with the scratch of ``slot`` (one thread's share).
@@ -322,19 +333,16 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
     group_signs = np.empty((SCAN_GROUP, signs.shape[0]), dtype=np.uint64)
     group_est = np.empty((SCAN_GROUP if grouped else 0, rows.shape[0]), dtype=np.int32)
     for qi in range(start, stop):
-        # data-adaptive codes navigate with the transformed query; the rerank uses the query
-        nav = nav_queries[qi] if nav_queries.shape[0] else queries[qi]
-        encode_query(nav, planes, params)
+        encode_query(_nav_query(queries, nav_queries, qi), planes, params)
         query = (planes, params)
-        if mode != MODE_GRAPH:
-            query_signs(nav, signs)
+        if mode == MODE_FILTERED or (mode == MODE_SCAN and not grouped):
+            query_signs(_nav_query(queries, nav_queries, qi), signs)
         if grouped:
             g = (qi - start) % SCAN_GROUP
             if g == 0:
                 m = min(SCAN_GROUP, stop - qi)
                 for j in range(m):
-                    query_signs(nav_queries[qi + j] if nav_queries.shape[0] else queries[qi + j],
-                                group_signs[j])  # fmt: skip
+                    query_signs(_nav_query(queries, nav_queries, qi + j), group_signs[j])
                 estimate_group(row_codes, group_signs, m, dim, group_est)
             short = select_shortlist(group_est[g], n_short, dim)
             n_res = rank_shortlist(row_codes, rows, dim, query, short, admit, res_ids, res_dists)

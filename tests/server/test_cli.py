@@ -21,6 +21,11 @@ from quiver.server.process import running_server
 
 N, DIM = 400, 12
 HAS_DIAGNOSE = importlib.util.find_spec("quiver.diagnose") is not None
+#: Options of `quiver load` for the Parquet file with string ids and named columns.
+LOAD_DOCS = (
+    *("--create", "--id-type", "string"),
+    *("--vector-column", "embedding", "--id-column", "doc", "--quiet"),
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,21 +83,7 @@ def test_embedded_workflow(
     out = run(capsys, "create", "plain", "--dim", str(DIM), "--metric", "l2", *db)
     assert json.loads(out)["metric"] == "l2"
     assert "loaded 400 points" in run(capsys, "load", "plain", str(files["npy"]), "--quiet", *db)
-    out = run(
-        capsys,
-        "load",
-        "docs",
-        str(files["parquet"]),
-        "--create",
-        "--id-type",
-        "string",
-        "--vector-column",
-        "embedding",
-        "--id-column",
-        "doc",
-        "--quiet",
-        *db,
-    )
+    out = run(capsys, "load", "docs", str(files["parquet"]), *LOAD_DOCS, *db)
     assert "has 400" in out
     run(capsys, "load", "arrowed", str(files["arrow"]), "--create", "--quiet", *db)
     run(capsys, "load", "h5", str(files["hdf5"]), "--create", "--id-column", "ids", "--quiet", *db)
@@ -158,20 +149,7 @@ def test_remote_workflow_and_installed_entry_point(files: dict[str, Path], tmp_p
             assert result.returncode == 0, result.stderr
             return result.stdout
 
-        cli(
-            "load",
-            "docs",
-            str(files["parquet"]),
-            "--create",
-            "--id-type",
-            "string",
-            "--vector-column",
-            "embedding",
-            "--id-column",
-            "doc",
-            "--quiet",
-            *url,
-        )
+        cli("load", "docs", str(files["parquet"]), *LOAD_DOCS, *url)
         assert "docs\t400 points" in cli("info", *url)
         assert "d5" in cli("query", "docs", "--id", "d4", "-k", "400", *url)
         cli("snapshot", "create", "docs", "-o", str(tmp_path), *url)
