@@ -612,7 +612,8 @@ class Collection:
             base = self._selection(view, flt, scan=False)
             value = base._replace(row_codes=view.state.codes[base.rows], scan=True)
         else:
-            value = self._index.select(view.state, self._mask(view, flt).view(np.uint8))
+            # select() applies the live flags itself
+            value = self._index.select(view.state, self._matches(view, flt).view(np.uint8))
         if view is self._view:  # never cache a snapshot that is already stale
             self._selections.put((flt, scan), (view, value))
         return value
