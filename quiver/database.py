@@ -190,12 +190,13 @@ class Database:
             staging = self._unpack_snapshot(Path(file), name)
             if name in self._collections:
                 self._collections.pop(name).close()
+            trash = None
             if self._dir(name).exists():
                 trash = self._path / COLLECTIONS_DIR / f".trash-{name}-{uuid.uuid4().hex[:8]}"
                 os.replace(self._dir(name), trash)
             os.replace(staging, self._dir(name))
             store.fsync_dir(self._path / COLLECTIONS_DIR)
-            if exists:
+            if trash is not None:
                 shutil.rmtree(trash, ignore_errors=True)
             collection = Collection.open(self._dir(name), **self._options)
             self._collections[name] = collection
