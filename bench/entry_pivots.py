@@ -2,7 +2,7 @@
 
 Opens the saved profile index of a set (``python -m bench.profile_split`` builds it), picks P
 random rows as pivots, and for every query starts the beam search from the pivot with the best
-1-bit sign estimate (``quiver.search.sign_estimate``, 4 popcounts per word, pivots' codes
+1-bit sign estimate (``quiver.engine.search.sign_estimate``, 4 popcounts per word, pivots' codes
 contiguous) instead of the medoid. Compares code distances per query, recall@10 and batch QPS
 with the plain search, interleaved, 2 threads, 1,000 queries, medians of 5 rounds.
 
@@ -19,10 +19,10 @@ from numba import njit, prange
 
 import quiver
 from bench.datasets import data_dir, get_dataset
-from quiver.candidates import new_scratch, next_epoch
-from quiver.kernels import encode_query
-from quiver.rerank import rerank_top_k
-from quiver.search import beam_search, query_signs, sign_estimate
+from quiver.engine.candidates import new_scratch, next_epoch
+from quiver.engine.kernels import encode_query
+from quiver.engine.rerank import rerank_top_k
+from quiver.engine.search import beam_search, query_signs, sign_estimate
 
 
 @njit(cache=True, parallel=True)

@@ -1,4 +1,4 @@
-"""Sweep of the filtered search's scan-fallback threshold (``quiver.search.LOCAL_SELECTIVITY``).
+"""Sweep of the filtered search's scan-fallback threshold (``quiver.engine.search.LOCAL_SELECTIVITY``).
 
 The threshold is a compile-time constant of the kernels, so each value is one run: set the
 constant, clear the Numba cache (``find quiver -name __pycache__ -prune -exec rm -rf {} +``),

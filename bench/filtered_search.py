@@ -78,7 +78,7 @@ def main() -> None:
 
     import quiver
     from quiver import exact_search, recall_at_k
-    from quiver.collection import SCAN_ROWS_PER_EF
+    from quiver.db.collection import SCAN_ROWS_PER_EF
 
     data, pos, lexfile = load(args.set)
     x, q = data.train, data.test
@@ -172,7 +172,7 @@ def set_of(match: np.ndarray) -> set:
 
 
 def _matches(name: str, pos: str, lexfile: str, r: int) -> bool:
-    """Reference evaluation of each named filter, independent of quiver.filters."""
+    """Reference evaluation of each named filter, independent of quiver.db.filters."""
     field, _, value = name.partition(" = ")
     if field == "pos":
         return pos == value

@@ -16,8 +16,8 @@ import numba
 import numpy as np
 from numba import njit
 
-from quiver import bq
-from quiver.kernels import code_distance, dot_f32
+from quiver.engine import bq
+from quiver.engine.kernels import code_distance, dot_f32
 
 
 @njit(cache=True, nogil=True)

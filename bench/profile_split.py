@@ -13,9 +13,9 @@ clock; the minimum CPU time is the figure used below, in microseconds per query:
 
 - ``public_rerank_ef`` / ``public_rerank_k``: ``Index.search`` with ``rerank=ef`` (the default)
   and ``rerank=k``; their difference is the rerank of ``ef - k`` extra rows.
-- ``beam``: ``quiver.search.beam_search`` called from a jitted driver here, with query encoding
+- ``beam``: ``quiver.engine.search.beam_search`` called from a jitted driver here, with query encoding
   (``encode_query``) and the visited epoch, exactly as the search does before the rerank.
-- ``rerank``: ``quiver.rerank.rerank_top_k`` on the candidates the beam pass found (``ef`` rows),
+- ``rerank``: ``quiver.engine.rerank.rerank_top_k`` on the candidates the beam pass found (``ef`` rows),
   and ``rerank_k`` on the best ``k`` of them.
 - ``encode``: ``encode_query`` alone.
 - ``replay``: the beam search again, but each code distance is read from an array recorded
@@ -55,17 +55,17 @@ from numba import njit
 import quiver
 from bench.datasets import data_dir
 from bench.harness_data import load_dataset
-from quiver import bq
-from quiver.candidates import insert_candidate, new_scratch, next_epoch
-from quiver.kernels import (
+from quiver.engine import bq
+from quiver.engine.candidates import insert_candidate, new_scratch, next_epoch
+from quiver.engine.kernels import (
     code_distance,
     encode_query,
     navigation_distance,
     prefetch,
     prefetch_row,
 )
-from quiver.rerank import rerank_top_k
-from quiver.search import beam_search
+from quiver.engine.rerank import rerank_top_k
+from quiver.engine.search import beam_search
 
 log = logging.getLogger("bench.profile_split")
 
@@ -175,7 +175,7 @@ def _record(graph, planes, params, expanded, nexp, stamps, epochs, seq, seq_d, f
 def _replay_pass(adjacency, degrees, entry, limit, seq_d, ef, stamps, epochs, cand):
     """``beam_search``'s control flow with each distance read from ``seq_d`` (no code loads).
 
-    Mirrors quiver.search.beam_search line for line (adjacency prefetch included) except the
+    Mirrors quiver.engine.search.beam_search line for line (adjacency prefetch included) except the
     distance; ``cand`` (q, ef) receives the final list, to be checked against the real one.
     """
     ids = np.empty(ef, dtype=np.int32)
@@ -354,7 +354,7 @@ def open_index(name: str, train: np.ndarray, rebuild: bool) -> quiver.Index:
 
 
 def kernel_args(index: quiver.Index, queries: np.ndarray) -> tuple[tuple, tuple, np.ndarray]:
-    """What the search kernels take: ``(graph, floats)`` as ``quiver.search`` groups them, and
+    """What the search kernels take: ``(graph, floats)`` as ``quiver.engine.search`` groups them, and
     the navigation queries (``queries`` as the codes see them).
 
     Reads the index's current state and its private centring: a profile has to call the

@@ -2,10 +2,9 @@
 
 from typing import Any
 
-from quiver.calibration import Calibration
-from quiver.collection import Collection
-from quiver.database import Database
-from quiver.diagnose import Diagnosis, diagnose
+from quiver.db.collection import Collection
+from quiver.db.database import Database
+from quiver.engine.flat import FlatIndex, exact_search
 from quiver.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -18,8 +17,9 @@ from quiver.errors import (
     PointNotFoundError,
     QuiverError,
 )
-from quiver.flat import FlatIndex, exact_search
 from quiver.index import Index, warmup
+from quiver.quality.calibration import Calibration
+from quiver.quality.diagnose import Diagnosis, diagnose
 from quiver.recall import recall_at_k
 from quiver.types import Point, ScoredPoint, SearchResult
 

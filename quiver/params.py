@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from quiver.errors import InvalidInputError
+from quiver.validation import positive_int
 
 #: Max out-degree R. The paper's sensitivity study on Cohere-768 gives recall@10 at ef=64 of
 #: 69/88/95/97 % for R = 16/32/64/128: 64 is the knee; 128 doubles adjacency memory for 2 points.
@@ -46,3 +49,65 @@ class BuildParams:
     def to_dict(self) -> dict[str, float | int]:
         """Plain-dict form, as stored in the manifest."""
         return asdict(self)
+
+
+def _check_target_recall(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        raise InvalidInputError(f"target_recall must be a number, got {value!r}")
+    if not 0.0 < float(value) <= 1.0:
+        raise InvalidInputError(f"target_recall must be in (0, 1], got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    """The engine's search knobs, validated once (every interface builds one of these).
+
+    ``k`` results per query; ``ef`` the beam width (default ``max(DEFAULT_EF, k)``; must be
+    ``>= k``); ``rerank`` how many candidates get the exact float rerank (default all ``ef``;
+    in ``[k, ef]``); ``target_recall`` in (0, 1], instead of ``ef``: the smallest ``ef`` whose
+    calibrated recall@k reaches it (resolved by the index, see :meth:`resolve`).
+    """
+
+    k: int = 10
+    ef: int | None = None
+    rerank: int | None = None
+    target_recall: float | None = None
+
+    def __post_init__(self) -> None:
+        k = positive_int(self.k, "k")
+        object.__setattr__(self, "k", k)
+        if self.target_recall is not None:
+            if self.ef is not None:
+                raise InvalidInputError(
+                    f"give ef or target_recall, not both: got ef={self.ef}, "
+                    f"target_recall={self.target_recall}"
+                )
+            object.__setattr__(self, "target_recall", _check_target_recall(self.target_recall))
+        if self.ef is not None:
+            ef = positive_int(self.ef, "ef")
+            if ef < k:
+                raise InvalidInputError(f"ef must be >= k: got ef={ef}, k={k}")
+            object.__setattr__(self, "ef", ef)
+        if self.rerank is not None:
+            rerank = positive_int(self.rerank, "rerank")
+            top = None if self.target_recall is not None else self.default_ef()
+            if rerank < k or (top is not None and rerank > top):
+                raise InvalidInputError(
+                    f"rerank must be in [k, ef] = [{k}, {top if top is not None else 'ef'}], "
+                    f"got {rerank}"
+                )
+            object.__setattr__(self, "rerank", rerank)
+
+    def default_ef(self) -> int:
+        """``ef`` when given, else ``max(DEFAULT_EF, k)``."""
+        return self.ef if self.ef is not None else max(DEFAULT_EF, self.k)
+
+    def resolve(self, ef_for_recall: Callable[[float, int], int]) -> tuple[int, int, int]:
+        """``(k, ef, rerank)`` to search with; ``ef_for_recall(target, k)`` resolves a
+        ``target_recall`` (the rerank depth is then capped at that ef)."""
+        if self.target_recall is None:
+            ef = self.default_ef()
+            return self.k, ef, ef if self.rerank is None else self.rerank
+        ef = max(int(ef_for_recall(self.target_recall, self.k)), self.k)
+        return self.k, ef, ef if self.rerank is None else min(self.rerank, ef)

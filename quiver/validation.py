@@ -12,11 +12,12 @@ from quiver.errors import DuplicateIdError, InvalidInputError
 MAX_ID = np.iinfo(np.int64).max
 
 
-def as_matrix(x: Any, dim: int, name: str = "vectors") -> np.ndarray:
+def as_matrix(x: Any, dim: int | None, name: str = "vectors") -> np.ndarray:
     """Return ``x`` as a new C-contiguous float32 (n, dim) array, or raise InvalidInputError.
 
     Accepts one vector (1-D, promoted to (1, dim)) or a batch (2-D). Rejects other ranks, empty
-    batches, a wrong dimension and non-finite values. The caller's array is never modified.
+    batches, a wrong dimension (unless ``dim`` is None) and non-finite values. The caller's
+    array is never modified.
     """
     arr = np.asarray(x)
     if arr.dtype.kind not in "fiu":
@@ -30,7 +31,7 @@ def as_matrix(x: Any, dim: int, name: str = "vectors") -> np.ndarray:
         )
     if arr.shape[0] == 0:
         raise InvalidInputError(f"{name} is an empty batch: expected at least 1 row, got 0")
-    if arr.shape[1] != dim:
+    if dim is not None and arr.shape[1] != dim:
         raise InvalidInputError(f"{name} dimension mismatch: expected {dim}, got {arr.shape[1]}")
     out = np.array(arr, dtype=np.float32, order="C", copy=True)
     finite = np.isfinite(out)

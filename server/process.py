@@ -59,14 +59,14 @@ def start_server(
     env: dict[str, str] | None = None,
     ready_timeout: float = 300.0,
 ) -> ServerProcess:
-    """Start ``python -m quiver.cli serve`` on 127.0.0.1 and a free port; wait for /readyz."""
+    """Start ``python -m quiver.server.cli serve`` on 127.0.0.1 (a free port); wait for /readyz."""
     import httpx
 
     port = free_port()
     cmd = [
         sys.executable,
         "-m",
-        "quiver.cli",
+        "quiver.server.cli",
         "serve",
         "--db-dir",
         str(db_dir),

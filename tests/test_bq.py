@@ -8,8 +8,8 @@ import numba
 import numpy as np
 import pytest
 
-from quiver import bq
-from quiver.kernels import code_distance_kernel, code_distance_matrix, code_distances_to
+from quiver.engine import bq
+from quiver.engine.kernels import code_distance_kernel, code_distance_matrix, code_distances_to
 
 DIMS = [1, 3, 63, 64, 65, 97, 384, 768, 3072]
 
@@ -111,7 +111,7 @@ def _query_levels(planes: np.ndarray, dim: int) -> np.ndarray:
 
 @pytest.mark.parametrize("dim", [1, 3, 64, 97, 384])
 def test_query_encoding_kernel_matches_numpy_and_bounds_the_error(dim: int) -> None:
-    from quiver.kernels import encode_query
+    from quiver.engine.kernels import encode_query
 
     x = np.random.default_rng(dim).standard_normal((20, dim)).astype(np.float32)
     x[0] = 0.5  # constant query: delta falls back to 1
@@ -129,7 +129,7 @@ def test_query_encoding_kernel_matches_numpy_and_bounds_the_error(dim: int) -> N
 
 
 def test_asymmetric_distance_matches_its_definition() -> None:
-    from quiver.kernels import query_code_distance
+    from quiver.engine.kernels import query_code_distance
 
     rng = np.random.default_rng(5)
     dim = 130
@@ -150,7 +150,7 @@ def test_asymmetric_distance_matches_its_definition() -> None:
 
 
 def test_normalize_rows_matches_numpy_and_keeps_zero_rows() -> None:
-    from quiver.kernels import normalize_rows
+    from quiver.engine.kernels import normalize_rows
 
     rng = np.random.default_rng(11)
     x = rng.standard_normal((50, 97)).astype(np.float32)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from lowrank import low_rank_data
 
-from quiver import Index, InvalidInputError, bq, exact_search, recall_at_k
+from quiver import Index, InvalidInputError, exact_search, recall_at_k
+from quiver.engine import bq
 
 
 def _non_negative(n: int, seed: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from lowrank import low_rank_data
 
 import quiver
 from quiver import exact_search, recall_at_k
-from quiver.filters import parse_filter
+from quiver.db.filters import parse_filter
 
 #: Filtered search on the bundled MiniLM slice must reach this recall@10 at every selectivity.
 FILTERED_RECALL = 0.90
@@ -122,7 +122,7 @@ def test_bad_input_changes_nothing(db) -> None:
 
 
 def _brute_force(payloads, flt, ids) -> set:
-    """Reference evaluation of a filter, written independently of quiver.filters."""
+    """Reference evaluation of a filter, written independently of quiver.db.filters."""
 
     def values(p, key):
         v = p
@@ -330,10 +330,10 @@ def test_filtered_search_recall_at_every_selectivity(tmp_path, wordnet) -> None:
 @pytest.mark.parametrize("strategy", ["scan", "graph"])
 def test_repeated_filter_follows_every_write(db, monkeypatch, strategy) -> None:
     """A filter's matching rows are cached per snapshot: every write must show through."""
-    import quiver.collection
+    import quiver.db.planner
 
     if strategy == "graph":
-        monkeypatch.setattr(quiver.collection, "SCAN_ROWS_PER_EF", 0)
+        monkeypatch.setattr(quiver.db.planner, "SCAN_ROWS_PER_EF", 0)
     _, x, _ = _points(400, seed=5)
     c = db.create_collection("f", x.shape[1])
     c.upsert(list(range(400)), x, [{"g": i % 4} for i in range(400)])

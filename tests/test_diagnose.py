@@ -1,4 +1,4 @@
-"""quiver.diagnose: statistics on constructed data, verdicts on known regimes, contract."""
+"""quiver.quality.diagnose: statistics on constructed data, verdicts on known regimes, contract."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from lowrank import low_rank_data
 
-from quiver import bq
-from quiver.diagnose import EF_GRID, Diagnosis, code_distances, diagnose
+from quiver.engine import bq
 from quiver.errors import InvalidInputError
+from quiver.quality.diagnose import EF_GRID, Diagnosis, code_distances, diagnose
 
 #: Small samples keep every diagnosis here around a second.
 FAST = {"sample": 2000, "queries": 100}

@@ -69,12 +69,12 @@ def test_same_seed_gives_the_same_graph_for_any_thread_count() -> None:
     for threads in (1, 2, 2):
         index = quiver.Index(40, "l2", seed=7, num_threads=threads)
         index.add(x)
-        graphs.append(index._adjacency[: len(index)].copy())
+        graphs.append(index.hot.adjacency[: len(index)].copy())
     np.testing.assert_array_equal(graphs[0], graphs[1])
     np.testing.assert_array_equal(graphs[1], graphs[2])
     other = quiver.Index(40, "l2", seed=8)
     other.add(x)
-    assert not np.array_equal(other._adjacency[: len(other)], graphs[0])
+    assert not np.array_equal(other.hot.adjacency[: len(other)], graphs[0])
 
 
 @pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])

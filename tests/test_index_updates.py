@@ -8,6 +8,7 @@ from lowrank import low_rank_data
 
 import quiver
 from quiver import exact_search, recall_at_k
+from quiver.engine.state import SearchPlan
 
 #: Recall@10 at ef=64 after deleting a third of a low-rank set, before and after consolidation,
 #: may trail a fresh build of the remaining points by at most this much.
@@ -69,15 +70,14 @@ def test_filtered_and_scan_modes_return_only_admitted_rows(data) -> None:
     index.add(x)
     state = index.state()
     rng = np.random.default_rng(0)
-    prepared = index._prepare(q.copy())
+    prepared = index.prepare_queries(q.copy())
     for share in (0.5, 0.05, 0.002):
         admit = (rng.random(state.count) < share).astype(np.uint8)
         rows = np.flatnonzero(admit)
         _, gt = exact_search(x[rows], q, 10, "cosine")
         for scan in (False, True):
-            ids, d, _ = index.search_state(
-                state, prepared, 10, 64, 64, admit=admit, scan=scan, return_rows=True
-            )
+            plan = SearchPlan(10, 64, 64, index.select(state, admit, scan), return_rows=True)
+            ids, d, _ = index.execute(state, prepared, plan)
             got = ids[ids >= 0]
             assert admit[got].all()
             assert recall_at_k(d, gt, 10) >= 0.85, (share, scan)

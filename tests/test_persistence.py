@@ -91,7 +91,7 @@ def test_floats_are_memory_mapped_read_only_views(saved_wordnet) -> None:
     _, path = saved_wordnet
     index = quiver.Index.open(path)
     assert index.stats()["segments"] == 1
-    view = index._segments[0]
+    view = index.segments.views[0]
     assert not view.flags.writeable and not view.flags.owndata
 
 

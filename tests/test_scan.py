@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quiver import bq
-from quiver.kernels import encode_query, query_code_distance
-from quiver.search import (
+from quiver.engine import bq
+from quiver.engine.kernels import encode_query, query_code_distance
+from quiver.engine.search import (
     SCAN_SHORTLIST,
     estimate_group,
     query_signs,
@@ -15,6 +15,7 @@ from quiver.search import (
     scan_rows,
     select_shortlist,
 )
+from quiver.engine.state import SearchPlan
 
 
 def _reference(codes, dim, q, rows, admit, k):
@@ -109,11 +110,12 @@ def test_batch_scan_equals_one_query_at_a_time(threads: int) -> None:
     index.add(x)
     state = index.state()
     admit = (rng.random(state.count) < 0.3).astype(np.uint8)
-    prepared = index._prepare(q)
-    batch_ids, batch_d, _ = index.search_state(state, prepared, 10, 32, 32, admit=admit, scan=True)
+    prepared = index.prepare_queries(q)
+    plan = SearchPlan(10, 32, 32, index.select(state, admit, scan=True))
+    batch_ids, batch_d, _ = index.execute(state, prepared, plan)
     for i in range(len(q)):
         one = prepared[i : i + 1]
-        ids, d, _ = index.search_state(state, one, 10, 32, 32, admit=admit, scan=True)
+        ids, d, _ = index.execute(state, one, plan)
         np.testing.assert_array_equal(ids[0], batch_ids[i])
         np.testing.assert_array_equal(d[0], batch_d[i])
     assert admit[batch_ids[batch_ids >= 0]].all()

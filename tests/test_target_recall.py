@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from quiver import Index, InvalidInputError, recall_at_k
-from quiver.calibration import Calibration
+from quiver.quality.calibration import Calibration
 
 
 @pytest.fixture(scope="module")

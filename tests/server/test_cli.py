@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from server_testing import vectors
 
-from quiver.cli import build_parser, main
+from quiver.server.cli import build_parser, main
 from quiver.server.process import running_server
 
 N, DIM = 400, 12
-HAS_DIAGNOSE = importlib.util.find_spec("quiver.diagnose") is not None
+HAS_DIAGNOSE = importlib.util.find_spec("quiver.quality.diagnose") is not None
 #: Options of `quiver load` for the Parquet file with string ids and named columns.
 LOAD_DOCS = (
     *("--create", "--id-type", "string"),
@@ -129,7 +129,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert "unknown file type" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not HAS_DIAGNOSE, reason="quiver.diagnose is not in this tree")
+@pytest.mark.skipif(not HAS_DIAGNOSE, reason="quiver.quality.diagnose is not in this tree")
 def test_diagnose(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     out = run(capsys, "diagnose", str(files["npy"]), "--no-navigation", "--json")
     assert "predicted" in out or "recall" in out
@@ -158,7 +158,7 @@ def test_remote_workflow_and_installed_entry_point(files: dict[str, Path], tmp_p
 
 def test_bench_delegates_to_the_harness() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "quiver.cli", "bench", "--help"],
+        [sys.executable, "-m", "quiver.server.cli", "bench", "--help"],
         capture_output=True,
         text=True,
         timeout=120,

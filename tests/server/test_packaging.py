@@ -30,7 +30,7 @@ def test_every_subpackage_is_listed() -> None:
 def test_distribution_name_and_entry_point() -> None:
     project = _pyproject()["project"]
     assert project["name"] != "quiver"  # taken on the package index
-    assert project["scripts"]["quiver"] == "quiver.cli:main"
+    assert project["scripts"]["quiver"] == "quiver.server.cli:main"
     dist = metadata.distribution(project["name"])
     assert any(ep.name == "quiver" for ep in dist.entry_points if ep.group == "console_scripts")
 

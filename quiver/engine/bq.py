@@ -94,7 +94,7 @@ def encode(
     chunk, not of the whole input: encoding 1M x 768 needs a few tens of MB beyond the output.
     ``out`` may be a preallocated (n, 2 * W) uint64 array to fill in place. With ``center``
     (D,) and/or ``rotation`` (D, D) the codes are those of :func:`transform` ``(x)``
-    (data-adaptive coding for offset or non-negative data, see :mod:`quiver.diagnose`).
+    (data-adaptive coding for offset or non-negative data, see :mod:`quiver.quality.diagnose`).
     """
     x = np.asarray(vectors)
     n, dim = x.shape

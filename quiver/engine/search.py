@@ -6,12 +6,20 @@ queries (which rerank the best candidates with exact float distances).
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
 from numba import njit, prange
 
-from quiver.candidates import insert_candidate, next_epoch
-from quiver.kernels import encode_query, navigation_distance, popcount, prefetch, prefetch_row
-from quiver.rerank import rerank_top_k
+from quiver.engine.candidates import insert_candidate, next_epoch
+from quiver.engine.kernels import (
+    encode_query,
+    navigation_distance,
+    popcount,
+    prefetch,
+    prefetch_row,
+)
+from quiver.engine.rerank import rerank_top_k
 
 
 @njit(cache=True, nogil=True)
@@ -145,7 +153,7 @@ def sign_estimate(signs: np.ndarray, b: np.ndarray, words: int) -> int:
     """``-sum_i sgn(x_i) v_i`` up to a per-query constant: the query distance with a 1-bit query.
 
     With ``a`` the query's positive mask, ``sgn(x) = 2 a - 1`` and ``v = -1 + 4 p - 2 t``
-    (see :func:`quiver.kernels.query_code_distance`), the row-dependent part of
+    (see :func:`quiver.engine.kernels.query_code_distance`), the row-dependent part of
     ``sum sgn(x) v`` is ``4 (2 PC(a & p) - PC(p)) - 2 (2 PC(a & t) - PC(t))``. Zero tail bits of
     the code add nothing.
     """
@@ -390,6 +398,39 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
             queries[qi], found[: min(n_res, rerank)], metric, segments, segment_starts, labels,
             out_ids[qi], out_dists[qi],
         )  # fmt: skip
+
+
+class SearchArgs(NamedTuple):
+    """The arguments of :func:`search_batch` / :func:`search_serial`, in signature order.
+
+    Built in one place (``VamanaIndex.execute``) and passed flat with ``kernel(*args)``: the
+    field order IS the kernel signature, so a new argument is one field here and one parameter
+    in each kernel.
+    """
+
+    codes: np.ndarray
+    adjacency: np.ndarray
+    degrees: np.ndarray
+    dim: int
+    entry: int
+    limit: int
+    metric: int
+    segments: Any
+    segment_starts: np.ndarray
+    labels: np.ndarray
+    queries: np.ndarray
+    ef: int
+    rerank: int
+    stamps: np.ndarray
+    epochs: np.ndarray
+    out_ids: np.ndarray
+    out_dists: np.ndarray
+    out_ndist: np.ndarray
+    mode: int
+    admit: np.ndarray
+    rows: np.ndarray
+    row_codes: np.ndarray
+    nav_queries: np.ndarray
 
 
 # The two entry points take flat arguments on purpose: Numba's dispatcher types a tuple of

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from quiver.db.payloads import FieldColumn
 from quiver.errors import InvalidFilterError
-from quiver.payloads import FieldColumn
 
 _CLAUSES = ("must", "should", "must_not")
 _RANGE_OPS = ("gt", "gte", "lt", "lte")

@@ -13,10 +13,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from quiver import bq
-from quiver.candidates import next_epoch
-from quiver.kernels import code_distance
-from quiver.search import beam_search
+from quiver.engine import bq
+from quiver.engine.candidates import next_epoch
+from quiver.engine.kernels import code_distance
+from quiver.engine.search import beam_search
 
 
 @njit(cache=True, nogil=True)

@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from quiver.engine.store import fsync_dir
 from quiver.errors import CorruptIndexError, InvalidInputError
-from quiver.store import fsync_dir
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,21 @@ def encode_payload(payload: Any, where: str = "payload") -> str | None:
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidInputError(f"{where} is not JSON-serialisable as UTF-8: {exc}") from exc
     return text
+
+
+def check_payloads(payloads: Any, n: int) -> list[str | None]:
+    """``n`` payloads (a list of JSON objects or None; None for all) as JSON texts, or raise."""
+    if payloads is None:
+        return [None] * n
+    if isinstance(payloads, dict) or not isinstance(payloads, Sequence):
+        raise InvalidInputError(
+            f"payloads must be a list (one per point), got {type(payloads).__name__}"
+        )
+    if len(payloads) != n:
+        raise InvalidInputError(
+            f"payloads length mismatch: expected {n} (one per point), got {len(payloads)}"
+        )
+    return [encode_payload(p, f"payloads[{i}]") for i, p in enumerate(payloads)]
 
 
 def decode_payload(text: str | None) -> dict[str, Any] | None:

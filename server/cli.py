@@ -410,8 +410,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Predict quiver's recall on the vectors of a file (``quiver.diagnose.diagnose``)."""
-    from quiver.diagnose import diagnose
+    """Predict quiver's recall on the vectors of a file (``quiver.quality.diagnose.diagnose``)."""
+    from quiver.quality.diagnose import diagnose
 
     vectors = read_matrix(args.file, args)
     report = diagnose(
@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     # `quiver bench ARGS` is dispatched in main(): argparse can't pass "--help" through.
     sub.add_parser("bench", help="benchmark harness: `quiver bench --help` (in a checkout)")
 
-    if importlib.util.find_spec("quiver.diagnose") is not None:
+    if importlib.util.find_spec("quiver.quality.diagnose") is not None:
         p = sub.add_parser(
             "diagnose",
             help="predict quiver's recall on your vectors before indexing them",

@@ -103,7 +103,7 @@ def query_code_distance(planes: np.ndarray, params: np.ndarray, b: np.ndarray, w
     """Asymmetric distance ``-sum_i x_i * v_i`` of a quantised query to a code row.
 
     ``planes`` (QUERY_BITS * words,) and ``params`` ``(lo, delta, sum x)`` come from
-    :func:`quiver.bq.encode_queries`; ``v_i = s_i m_i`` with ``s_i`` the sign and ``m_i`` 1
+    :func:`quiver.engine.bq.encode_queries`; ``v_i = s_i m_i`` with ``s_i`` the sign and ``m_i`` 1
     (weak) or ``STRONG_WEIGHT = 3`` (strong). The four values of ``v`` are ``-1 + 4 p - 2 t``
     with ``p`` the sign bit and ``t = p ^ strong``, so two masks suffice:
     ``sum_i x_i v_i = -X(all) + 4 X(p) - 2 X(t)`` with
@@ -131,7 +131,7 @@ def query_code_distance(planes: np.ndarray, params: np.ndarray, b: np.ndarray, w
 
 @njit(cache=True, nogil=True)
 def encode_query(x: np.ndarray, planes: np.ndarray, params: np.ndarray) -> None:
-    """Kernel form of :func:`quiver.bq.encode_queries` for one query (same values, no
+    """Kernel form of :func:`quiver.engine.bq.encode_queries` for one query (same values, no
     Python overhead): fills ``planes`` (QUERY_BITS * W,) uint64 and ``params`` (3,) float64."""
     dim = x.shape[0]
     lo = np.float64(x[0])

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from quiver.engine.state import IndexState, SearchPlan
 from quiver.metrics import Metric
 from quiver.recall import recall_at_k
 
 if TYPE_CHECKING:
-    from quiver.index import Index, IndexState
+    from quiver.engine.vamana import VamanaIndex as Index
 
 #: List sizes measured (dense enough that the chosen one overshoots a target by little).
 CALIBRATION_EFS = (
@@ -140,7 +141,8 @@ def _search_without_self(
 ) -> np.ndarray:
     """Distances (q, k) of each query's top-``k`` with its own row dropped: ``k + 1`` results
     with list size ``ef + 1`` (the own row, always near the top, takes one slot)."""
-    found, dists, _ = index.search_state(state, q, k + 1, ef + 1, ef + 1, return_rows=True)
+    plan = SearchPlan(k + 1, ef + 1, ef + 1, None, True)
+    found, dists, _ = index.execute(state, q, plan)
     own = found == rows[:, None]
     drop = np.where(own.any(axis=1), own.argmax(axis=1), k)  # else drop the last
     keep = np.ones(found.shape, dtype=bool)

@@ -3,7 +3,7 @@
 Layout::
 
     <path>/.lock                       held (flock) by the process that opened the database
-    <path>/collections/<name>/         one collection (see quiver.collection and quiver.store)
+    <path>/collections/<name>/         one collection (quiver.db.collection, quiver.db.files)
 
 ``Database(path)`` takes the lock (a second writer gets :class:`DatabaseLockedError` at once),
 opens every collection (loading its hot arrays, replaying its log) and is ready. ``close()``
@@ -22,17 +22,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from quiver import store
-from quiver.collection import (
-    CONFIG_FILE,
+from quiver.db.collection import (
     DEFAULT_CHECKPOINT_BYTES,
     DEFAULT_CONSOLIDATE_FRACTION,
     Collection,
-    CollectionConfig,
-    check_name,
-    read_config,
-    write_config,
 )
+from quiver.db.files import CONFIG_FILE, CollectionConfig, check_name, read_config, write_config
+from quiver.db.wal import check_fsync_policy
+from quiver.engine import store
 from quiver.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -41,7 +38,6 @@ from quiver.errors import (
     InvalidInputError,
 )
 from quiver.params import BuildParams
-from quiver.wal import check_fsync_policy
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Will quiver work on this data? A sampled diagnostic that predicts recall@10 before indexing.
 
 The 2-bit codes keep each coordinate's sign and whether it is larger than the vector's mean
-magnitude (:mod:`quiver.bq`). That works on contrastive text embeddings and fails on data whose
+magnitude (:mod:`quiver.engine.bq`). That works on contrastive text embeddings and fails on data
+whose
 signs carry nothing (non-negative descriptors such as SIFT) or whose neighbours are not
 findable by greedy graph search at all (isotropic random data). :func:`diagnose` measures both
 effects on a sample and combines them into a predicted recall@10 of the graph index.
@@ -42,10 +43,11 @@ from typing import Any
 import numpy as np
 from numba import njit, prange
 
-from quiver import bq
-from quiver.bq import QUERY_BITS
+from quiver.engine import bq
+from quiver.engine.bq import QUERY_BITS
+from quiver.engine.kernels import encode_query, normalize_rows, query_code_distance
+from quiver.engine.vamana import VamanaIndex
 from quiver.errors import InvalidInputError
-from quiver.kernels import encode_query, normalize_rows, query_code_distance
 from quiver.metrics import METRIC_NAMES, Metric, parse_metric
 from quiver.validation import as_matrix, positive_int
 
@@ -456,12 +458,10 @@ def _navigation_points(
     Returns the fit points and the paper's overlap test (code top-10 vs float top-10) on the
     largest prefix.
     """
-    from quiver.index import Index  # deferred: Index may use this module
-
     total = base.shape[0]
     sizes = sorted({max(_MIN_NAV_ROWS, total >> s) for s in (3, 2, 1, 0) if total >> s > 0})
     sizes = [m for m in sizes if m <= total] or [total]
-    index = Index(base.shape[1], METRIC_NAMES[metric], **index_options)
+    index = VamanaIndex(base.shape[1], METRIC_NAMES[metric], **index_options)
     all_code_d = code_distances(queries, base, coding)
     points: list[tuple[int, int, float, float, int]] = []
     overlap = 0.0
@@ -700,7 +700,8 @@ def diagnose(
     if navigation and nav_n >= _MIN_NAV_ROWS:
         base = _rows(vectors, nav_rows, dim, kind, "vectors")
         options = {"seed": rotation_seed, **(index_options or {})}
-        options.update(centering=centering, diagnostics=False)
+        options.pop("diagnostics", None)  # the sample graphs are plain engine indexes
+        options.update(centering=centering)
         points, overlap = _navigation_points(base, q, kind, coding, options)
         nav_fit = _fit_navigation(points)
         nav = {ef: _navigation_at(nav_fit, ef, n) for ef in EF_GRID}

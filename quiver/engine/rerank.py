@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quiver.kernels import float_distance, prefetch_row
+from quiver.engine.kernels import float_distance, prefetch_row
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -1,0 +1,154 @@
+"""A collection's own files: its config, the points file of each checkpoint, its snapshots.
+
+Directory of one collection::
+
+    collection.json            name, dim, metric, id type, build params (written once)
+    manifest.json ...          the index (quiver.engine.persistence), which also names
+    points-gN.arrow            the points of generation N: id, payload (JSON text), live
+    wal/                       the write-ahead log (quiver.db.wal)
+
+A snapshot is an uncompressed tar of the config, the manifest and the files it names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from quiver.db.ids import ID_TYPES
+from quiver.engine import store
+from quiver.errors import CorruptIndexError, InvalidInputError
+from quiver.metrics import METRIC_NAMES, parse_metric
+from quiver.params import BuildParams
+from quiver.validation import positive_int
+
+CONFIG_FILE = "collection.json"
+WAL_DIR = "wal"
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def check_name(name: Any) -> str:
+    """``name`` if it is a valid collection name, else InvalidInputError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(f"collection name must match [A-Za-z0-9_-]{{1,64}}, got {name!r}")
+    return name
+
+
+@dataclass(frozen=True)
+class CollectionConfig:
+    """What a collection is created with; fixed for its lifetime."""
+
+    name: str
+    dim: int
+    metric: str = "cosine"
+    id_type: str = "uint64"
+    params: BuildParams = BuildParams()
+
+    def __post_init__(self) -> None:
+        check_name(self.name)
+        positive_int(self.dim, "dim")
+        object.__setattr__(self, "metric", METRIC_NAMES[parse_metric(self.metric)])
+        if self.id_type not in ID_TYPES:
+            raise InvalidInputError(
+                f"id_type must be one of {list(ID_TYPES)}, got {self.id_type!r}"
+            )
+
+    def renamed(self, name: str) -> CollectionConfig:
+        return CollectionConfig(name, self.dim, self.metric, self.id_type, self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "metric": self.metric,
+            "id_type": self.id_type,
+            "params": self.params.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CollectionConfig:
+        return cls(d["name"], int(d["dim"]), d["metric"], d["id_type"], BuildParams(**d["params"]))
+
+
+def write_config(directory: Path, config: CollectionConfig) -> None:
+    """Write (or replace) a collection's config file atomically."""
+    tmp = directory / (CONFIG_FILE + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(config.to_dict(), fh, indent=2)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, directory / CONFIG_FILE)
+    store.fsync_dir(directory)
+
+
+def read_config(directory: Path) -> CollectionConfig:
+    """The config of the collection in ``directory`` (CorruptIndexError if unreadable)."""
+    path = Path(directory) / CONFIG_FILE
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return CollectionConfig.from_dict(json.load(fh))
+    except FileNotFoundError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptIndexError(f"{path}: unreadable collection config: {exc}") from exc
+
+
+def write_points(
+    path: Path, id_type: str, ids: list[Any], payloads: list[str | None], live: np.ndarray
+) -> None:
+    """Write the points file of a checkpoint (fsynced): one row per index row."""
+    table = pa.table(
+        {
+            "id": pa.array(ids, type=pa.uint64() if id_type == "uint64" else pa.string()),
+            "payload": pa.array(payloads, type=pa.string()),
+            "live": pa.array(live.astype(bool), type=pa.bool_()),
+        }
+    )
+    with open(path, "wb") as fh:
+        with pa.ipc.new_file(fh, table.schema) as writer:
+            writer.write_table(table)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_points(directory: Path, rows: int) -> tuple[list[Any], list[str | None]]:
+    """Ids and payload texts of the points file the manifest names (``rows`` of them)."""
+    manifest = store.read_manifest(directory)
+    name = manifest["files"].get("points")
+    if name is None:
+        raise CorruptIndexError(f"{directory}: manifest names no points file")
+    try:
+        with pa.memory_map(str(directory / name), "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CorruptIndexError(f"{directory}: points file {name} unreadable: {exc}") from exc
+    if table.num_rows != rows:
+        raise CorruptIndexError(f"{directory}: {name} has {table.num_rows} rows, the index {rows}")
+    return table.column("id").to_pylist(), table.column("payload").to_pylist()
+
+
+def published_files(directory: Path) -> list[str]:
+    """Names of the files a snapshot of ``directory`` holds: config, manifest, what it names."""
+    manifest = store.read_manifest(directory)
+    names = [CONFIG_FILE, store.MANIFEST]
+    return names + [s["file"] for s in manifest["segments"]] + list(manifest["files"].values())
+
+
+def write_snapshot(staging: Path, names: list[str], target: Path) -> Path:
+    """Write the files ``names`` of ``staging`` into the tar ``target`` (atomically)."""
+    tmp = target.with_name(target.name + ".tmp")
+    with tarfile.open(tmp, "w") as tar:
+        for n in names:
+            tar.add(staging / n, arcname=n)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return target

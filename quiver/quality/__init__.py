@@ -1,0 +1,2 @@
+"""Data quality: the applicability diagnosis and the ef-for-recall calibration. Uses the engine;
+the engine never imports it."""
