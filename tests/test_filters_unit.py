@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from quiver.db.filters import MAX_FILTER_DEPTH, Filter, HasId, IsEmpty, Match, Range, parse_filter
+from quiver.db.filters import evaluate as evaluate_filter
+from quiver.db.payloads import MISSING, FieldColumn, field_value
 from quiver.errors import InvalidFilterError, InvalidInputError
-from quiver.filters import MAX_FILTER_DEPTH, Filter, HasId, IsEmpty, Match, Range, parse_filter
-from quiver.filters import evaluate as evaluate_filter
-from quiver.payloads import MISSING, FieldColumn, field_value
 
 # ----------------------------------------------------------------------------- reference
 

@@ -1,7 +1,7 @@
 """Unit tests of the graph's small pure pieces: RobustPrune, delete repair, compaction, medoid.
 
 Hand-made sets use D = 64, so a code row is two uint64 words ``[pos, strong]`` and bit ``j``
-is dimension ``j`` (layout in :mod:`quiver.bq`). With only weak bits every coordinate is
+is dimension ``j`` (layout in :mod:`quiver.engine.bq`). With only weak bits every coordinate is
 ``+-1`` and the code distance is ``3 D + 2 * hamming(pos_a, pos_b)`` = ``192 + 2 h``; with
 only strong bits it is ``8 h`` (zero for equal codes).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from quiver import bq, graph
-from quiver.candidates import new_scratch
+from quiver.engine import bq, graph
+from quiver.engine.candidates import new_scratch
 
 DIM = 64
 ALL_STRONG = (1 << 64) - 1

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from quiver import wal
+from quiver.db import wal
+from quiver.db.wal import FRAME, OP_DELETE, OP_UPSERT, WriteAheadLog
 from quiver.errors import CorruptIndexError, InvalidInputError
-from quiver.wal import FRAME, OP_DELETE, OP_UPSERT, WriteAheadLog
 
 DIM = 4
 
@@ -113,7 +113,7 @@ def test_a_torn_tail_is_cut_and_earlier_records_survive(
     path = only_file(tmp_path)
     cut = torn_offsets(ends)[where]
     path.write_bytes(path.read_bytes()[:cut])
-    with caplog.at_level(logging.WARNING, logger="quiver.wal"):
+    with caplog.at_level(logging.WARNING, logger="quiver.db.wal"):
         records, log = replay(tmp_path)
     assert_records(records, [1, 2])
     assert path.stat().st_size == ends[1]
@@ -168,7 +168,7 @@ def test_a_bit_flip_in_the_last_record_reads_as_a_torn_tail(
     ends = write_log(tmp_path)
     path = only_file(tmp_path)
     flip_bit(path, ends[2] - 1)
-    with caplog.at_level(logging.WARNING, logger="quiver.wal"):
+    with caplog.at_level(logging.WARNING, logger="quiver.db.wal"):
         assert_records(replay(tmp_path)[0], [1, 2])
     assert "checksum mismatch" in caplog.text
     assert path.stat().st_size == ends[1]
