@@ -4,6 +4,7 @@ from typing import Any
 
 from quiver.db.collection import Collection
 from quiver.db.database import Database
+from quiver.db.request import SearchRequest
 from quiver.engine.flat import FlatIndex, exact_search
 from quiver.errors import (
     CollectionExistsError,
@@ -18,12 +19,14 @@ from quiver.errors import (
     QuiverError,
 )
 from quiver.index import Index, warmup
+from quiver.params import BuildParams, SearchParams
 from quiver.quality.calibration import Calibration
 from quiver.quality.diagnose import Diagnosis, diagnose
 from quiver.recall import recall_at_k
 from quiver.types import Point, ScoredPoint, SearchResult
 
 __all__ = [
+    "BuildParams",
     "Calibration",
     "Client",
     "Collection",
@@ -43,6 +46,8 @@ __all__ = [
     "PointNotFoundError",
     "QuiverError",
     "ScoredPoint",
+    "SearchParams",
+    "SearchRequest",
     "SearchResult",
     "diagnose",
     "exact_search",

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from quiver.db.request import SearchRequest
 from quiver.errors import ERROR_CODES, InvalidInputError, PointNotFoundError, QuiverError
 from quiver.types import Point, ScoredPoint
 
@@ -79,10 +80,6 @@ def _raise_for(response: httpx.Response) -> None:
     if cls is not None:
         raise cls(message)
     raise RemoteError(status, error, message)
-
-
-def _vector_list(vector: Any) -> list[float]:
-    return np.asarray(vector, dtype=np.float32).reshape(-1).tolist()
 
 
 def _matrix_list(vectors: Any) -> list[list[float]]:
@@ -329,47 +326,36 @@ class RemoteCollection:
         return [_point(r) for r in result["points"]], result["next_page_offset"]
 
     def search(
-        self,
-        vector: Any = None,
-        *,
-        query_id: PointId | None = None,
-        k: int = 10,
-        ef: int | None = None,
-        filter: dict[str, Any] | None = None,
-        score_threshold: float | None = None,
-        with_payload: bool = False,
-        with_vector: bool = False,
-        target_recall: float | None = None,
+        self, vector: Any = None, *, query_id: PointId | None = None, **options: Any
     ) -> list[ScoredPoint]:
-        """The ``k`` nearest points to ``vector`` or to the stored point ``query_id``."""
-        body = _query_options(
-            k, ef, filter, score_threshold, target_recall, with_payload, with_vector
-        )
-        if vector is not None:
-            body["vector"] = _vector_list(vector)
+        """The ``k`` nearest points to ``vector`` or to the stored point ``query_id``;
+        ``options`` are the fields of :class:`quiver.SearchRequest` (validated here, before
+        anything is sent)."""
+        if (vector is None) == (query_id is None):
+            raise InvalidInputError("give exactly one of vector and query_id")
         if query_id is not None:
-            body["query_id"] = _id(query_id)
-        return _scored(self._call("POST", "/points/query", json=body))
+            return self.query(SearchRequest(ids=[query_id], **options))[0]
+        request = SearchRequest(vectors=vector, **options)
+        if request.n_queries != 1:
+            raise InvalidInputError(f"vector must be one vector, got {request.n_queries} rows")
+        return self.query(request)[0]
 
-    def search_batch(
-        self,
-        vectors: Any,
-        *,
-        k: int = 10,
-        ef: int | None = None,
-        filter: dict[str, Any] | None = None,
-        score_threshold: float | None = None,
-        with_payload: bool = False,
-        with_vector: bool = False,
-        target_recall: float | None = None,
-    ) -> list[list[ScoredPoint]]:
+    def search_batch(self, vectors: Any, **options: Any) -> list[list[ScoredPoint]]:
         """One hit list per query vector (searched in parallel on the server)."""
-        body = {
-            "vectors": _matrix_list(vectors),
-            **_query_options(
-                k, ef, filter, score_threshold, target_recall, with_payload, with_vector
-            ),
-        }
+        return self.query(SearchRequest(vectors=vectors, **options))
+
+    def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
+        """Run a :class:`quiver.SearchRequest` on the server: one hit list per query."""
+        body = request.options()
+        if request.ids is not None:  # one request per stored query point
+            return [
+                _scored(self._call("POST", "/points/query", json={**body, "query_id": _id(i)}))
+                for i in request.ids
+            ]
+        if request.n_queries == 1:
+            body["vector"] = request.vectors[0].tolist()
+            return [_scored(self._call("POST", "/points/query", json=body))]
+        body["vectors"] = request.vectors.tolist()
         return [_scored(r) for r in self._call("POST", "/points/query/batch", json=body)]
 
     def snapshot(self, path: str | Path) -> Path:
@@ -391,27 +377,6 @@ class RemoteCollection:
 
 def _point(r: dict[str, Any]) -> Point:
     return Point(id=r["id"], payload=r.get("payload"), vector=r.get("vector"))
-
-
-def _query_options(
-    k: int,
-    ef: int | None,
-    filter: dict[str, Any] | None,  # noqa: A002 - the API's word
-    score_threshold: float | None,
-    target_recall: float | None,
-    with_payload: bool,
-    with_vector: bool,
-) -> dict[str, Any]:
-    """The options of a query request, shared by one query and a batch."""
-    return {
-        "k": k,
-        "ef": ef,
-        "filter": filter,
-        "score_threshold": score_threshold,
-        "target_recall": target_recall,
-        "with_payload": with_payload,
-        "with_vector": with_vector,
-    }
 
 
 def _scored(result: dict[str, Any]) -> list[ScoredPoint]:

@@ -1,4 +1,4 @@
-"""The ``quiver`` command: run the server, manage collections, load files, query, benchmark.
+"""The ``quiver`` command: run the server, manage collections, load files, query, diagnose.
 
 Commands that act on collections (``create``, ``load``, ``query``, ``info``, ``snapshot``) talk
 to a running server when ``--url`` (or ``QUIVER_URL``) is given, and otherwise open the
@@ -13,10 +13,7 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -26,23 +23,20 @@ from typing import Any
 import numpy as np
 
 import quiver
+from quiver.db.request import SearchRequest
 
 EPILOG = """\
 examples:
   quiver serve --db-dir ./data                        # HTTP API on 127.0.0.1:8333
-  quiver serve --demo                                 # serve 20k bundled WordNet glosses
   quiver create docs --dim 384 --metric cosine
   quiver load docs embeddings.parquet --vector-column embedding --id-column doc_id
-  quiver query docs --id 42 -k 5 --with-payload
+  quiver query docs --id 42 -k 5 --with-payload title,lang --offset 5
   quiver info docs --url http://127.0.0.1:8333        # the same commands against a server
   quiver snapshot create docs -o docs.snapshot
-  quiver bench run minilm-wordnet-21k-384-angular     # the benchmark harness (a checkout)
 
 environment: QUIVER_URL, QUIVER_API_KEY, QUIVER_DB_DIR and every server setting as
 QUIVER_<SETTING> (see `quiver serve --help`).
 """
-
-DEMO_COLLECTION = "wordnet"
 
 
 class CliError(Exception):
@@ -93,13 +87,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         }.items()
         if value is not None
     }
-    if args.demo and "db_dir" not in overrides:
-        overrides["db_dir"] = Path(tempfile.gettempdir()) / "quiver-demo-db"
     settings = Settings(**overrides)
     configure_logging(settings.log_level)
-    if args.demo:
-        _prepare_demo(settings.db_dir)
-        threading.Thread(target=_print_demo_hint, args=(settings,), daemon=True).start()
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -110,47 +99,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     uvicorn.Server(config).run()
     return 0
-
-
-def _prepare_demo(db_dir: Path) -> None:
-    """Load the bundled WordNet slice into ``db_dir`` as the collection ``wordnet`` (once)."""
-    tour = _bench_module("bench.tour")
-    from quiver import Database
-
-    with Database(db_dir) as db:
-        if DEMO_COLLECTION in db.list_collections():
-            print(f"demo: collection {DEMO_COLLECTION!r} already in {db_dir}", file=sys.stderr)
-            return
-        print(f"demo: loading the bundled WordNet slice into {db_dir} ...", file=sys.stderr)
-        tour.load_wordnet(db, DEMO_COLLECTION, progress=True)
-
-
-def _print_demo_hint(settings: Any) -> None:
-    """Once the server is ready, print ready-to-paste queries."""
-    from quiver.client import Client
-
-    base = f"http://{settings.host}:{settings.port}"
-    key = settings.api_key.get_secret_value() if settings.api_key else None
-    with Client(base, api_key=key) as client:
-        try:
-            client.wait_ready(timeout=600)
-        except TimeoutError:
-            return
-    auth = f" -H 'api-key: {key}'" if key else ""
-    url = f"{base}/collections/{DEMO_COLLECTION}/points/query"
-    print(
-        f"\nquiver is serving the demo collection {DEMO_COLLECTION!r} at {base} "
-        f"(API docs: {base}/docs). Try:\n\n"
-        f"  curl -s{auth} -H 'content-type: application/json' {url} \\\n"
-        '    -d \'{"query_id": 0, "k": 5, "with_payload": true}\'\n\n'
-        "  # only nouns:\n"
-        f"  curl -s{auth} -H 'content-type: application/json' {url} \\\n"
-        '    -d \'{"query_id": 0, "k": 5, "with_payload": true, "filter": '
-        '{"must": [{"key": "pos", "match": {"value": "noun"}}]}}\'\n\n'
-        "Ctrl-C stops the server.\n",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 # --- collections --------------------------------------------------------------------------
@@ -342,24 +290,26 @@ def _chain(first: list[Batch], rest: Iterator[Batch]) -> Iterator[Batch]:
 
 def cmd_query(args: argparse.Namespace) -> int:
     """Print the nearest points of a vector, a file of vectors, or a stored point."""
-    filt = json.loads(args.filter) if args.filter else None
     options = {
         "k": args.k,
         "ef": args.ef,
-        "filter": filt,
+        "target_recall": args.target_recall,
+        "filter": json.loads(args.filter) if args.filter else None,
         "score_threshold": args.threshold,
+        "offset": args.offset,
         "with_payload": args.with_payload,
     }
     with open_target(args) as target:
         coll = target.get_collection(args.name)
         if args.id is not None:
             qid: int | str = int(args.id) if coll.id_type == "uint64" else args.id
-            results = [coll.search(query_id=qid, **options)]
+            request = SearchRequest(ids=[qid], **options)
         elif args.vector is not None:
-            results = [coll.search(np.asarray(json.loads(args.vector), np.float32), **options)]
+            request = SearchRequest(vectors=json.loads(args.vector), **options)
         else:
             vectors = np.load(args.vector_file, allow_pickle=False)
-            results = coll.search_batch(np.atleast_2d(vectors), **options)
+            request = SearchRequest(vectors=np.atleast_2d(vectors), **options)
+        results = coll.query(request)
     for qi, hits in enumerate(results):
         if args.json:
             print(json.dumps([h.__dict__ for h in hits], default=str))
@@ -370,43 +320,6 @@ def cmd_query(args: argparse.Namespace) -> int:
             payload = "" if h.payload is None else "  " + json.dumps(h.payload)[:120]
             print(f"{rank:>4}  {h.score:>9.4f}  {h.id}{payload}")
     return 0
-
-
-# --- delegation ---------------------------------------------------------------------------
-
-
-def _checkout() -> Path | None:
-    """The source checkout holding ``bench/`` (searched from the cwd up, then beside the
-    installed package), or ``None``."""
-    starts = [Path.cwd(), *Path.cwd().parents, Path(quiver.__file__).resolve().parent.parent]
-    for root in starts:
-        if (root / "bench" / "__main__.py").is_file() and (root / "pyproject.toml").is_file():
-            return root
-    return None
-
-
-def _bench_module(name: str) -> Any:
-    """Import ``bench.*`` from the source checkout (bench/ is not installed)."""
-    root = _checkout()
-    if root is None:
-        raise CliError(
-            "this command needs a quiver source checkout: bench/ (the benchmark harness and "
-            "its bundled data) is not installed. Run it inside the repository."
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return importlib.import_module(name)
-
-
-def cmd_bench(args: argparse.Namespace) -> int:
-    """Run ``python -m bench ARGS`` from the source checkout."""
-    root = _checkout()
-    if root is None:
-        raise CliError("`quiver bench` runs the harness in bench/: run it inside a checkout")
-    env = os.environ | {
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
-    }
-    return subprocess.call([sys.executable, "-m", "bench", *args.args], cwd=root, env=env)
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -459,6 +372,14 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _payload_keys(text: str) -> list[str]:
+    """``--with-payload a,b`` -> ["a", "b"]."""
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise argparse.ArgumentTypeError("expected comma-separated payload keys")
+    return keys
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``quiver`` argument parser."""
     parser = argparse.ArgumentParser(
@@ -479,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--db-dir",
         type=Path,
-        help="database directory (env QUIVER_DB_DIR; "
-        "default ./quiver-db; with --demo a temporary one)",
+        help="database directory (env QUIVER_DB_DIR; default ./quiver-db)",
     )
     p.add_argument("--snapshot-dir", type=Path, help="default: <db-dir>-snapshots")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1: this machine only)")
@@ -501,12 +421,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--no-access-log", action="store_true", help="don't log every request")
-    p.add_argument(
-        "--demo",
-        action="store_true",
-        help="load the bundled 20k WordNet glosses as collection 'wordnet' and print "
-        "example queries (needs a source checkout)",
-    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("create", help="create a collection")
@@ -559,13 +473,25 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--vector", help="query vector as JSON, e.g. '[0.1, 0.2, ...]'")
     q.add_argument("--vector-file", type=Path, help=".npy file of one or more query vectors")
     p.add_argument("-k", type=int, default=10, help="results per query (default 10)")
-    p.add_argument("--ef", type=int, help="beam width (default: the collection's)")
+    p.add_argument("--ef", type=int, help="beam width (default max(64, k))")
+    p.add_argument(
+        "--target-recall", type=float, help="instead of --ef: calibrated recall@k to reach"
+    )
+    p.add_argument("--offset", type=int, default=0, help="skip the first N results")
     p.add_argument(
         "--filter",
         help='JSON filter, e.g. \'{"must": [{"key": "lang", "match": {"value": "en"}}]}\'',
     )
     p.add_argument("--threshold", type=float, help="score threshold")
-    p.add_argument("--with-payload", action="store_true", help="print payloads")
+    p.add_argument(
+        "--with-payload",
+        nargs="?",
+        const=True,
+        default=False,
+        type=_payload_keys,
+        metavar="KEYS",
+        help="print payloads (all fields, or only the comma-separated KEYS)",
+    )
     p.add_argument("--json", action="store_true", help="one JSON list per query")
     _add_target_options(p)
     p.set_defaults(func=cmd_query)
@@ -588,9 +514,6 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name", help="new collection name")
     _add_target_options(r)
     p.set_defaults(func=cmd_snapshot)
-
-    # `quiver bench ARGS` is dispatched in main(): argparse can't pass "--help" through.
-    sub.add_parser("bench", help="benchmark harness: `quiver bench --help` (in a checkout)")
 
     if importlib.util.find_spec("quiver.quality.diagnose") is not None:
         p = sub.add_parser(
@@ -622,10 +545,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``quiver`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv[:1] == ["bench"]:  # everything after `bench` is the harness's, --help included
-        args = argparse.Namespace(func=cmd_bench, args=argv[1:])
-    else:
-        args = parser.parse_args(argv)
+    args = parser.parse_args(argv)
     try:
         return int(args.func(args))
     except CliError as exc:

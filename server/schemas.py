@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from quiver.db.request import SearchRequest
+
 U64_MAX = 2**64 - 1
 HARD_MAX_DIM = 65_536
 HARD_MAX_BATCH = 1_000_000
@@ -299,8 +301,13 @@ class ScrollResult(BaseModel):
 
 
 class _QueryOptions(_Model):
+    """The options of :class:`quiver.SearchRequest`, with the server's bounds."""
+
     k: int = Field(10, ge=1, le=HARD_MAX_K, description="neighbours to return")
     ef: int | None = Field(None, ge=1, le=HARD_MAX_K, description="beam width (>= k)")
+    rerank: int | None = Field(
+        None, ge=1, le=HARD_MAX_K, description="candidates re-scored exactly (k..ef; default ef)"
+    )
     filter: Filter | None = None
     score_threshold: FiniteFloat | None = Field(
         None, description="keep score >= t (cosine, ip) or <= t (l2: squared distance)"
@@ -311,8 +318,16 @@ class _QueryOptions(_Model):
         le=1.0,
         description="instead of ef: the smallest ef whose calibrated recall@k reaches this",
     )
-    with_payload: bool = False
+    offset: int = Field(0, ge=0, le=HARD_MAX_K, description="skip the first n results")
+    with_payload: bool | list[Annotated[str, Field(min_length=1, max_length=MAX_KEY_CHARS)]] = (
+        Field(False, description="true, false or the payload keys to return")
+    )
     with_vector: bool = False
+
+    def search_request(self, *, vectors: Any = None, ids: Any = None) -> SearchRequest:
+        """The validated :class:`quiver.SearchRequest` of these options and queries."""
+        options = self.model_dump(include=set(SearchRequest.option_names()) - {"filter"})
+        return SearchRequest(vectors=vectors, ids=ids, filter=filter_dict(self.filter), **options)
 
 
 class QueryRequest(_QueryOptions):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
@@ -17,9 +16,8 @@ from ..schemas import (
     QueryResult,
     Response,
     ScoredRecord,
-    filter_dict,
 )
-from .points import ERRORS, stack_vectors
+from .common import ERRORS, stack_vectors
 
 router = APIRouter(prefix="/collections/{name}/points", tags=["query"])
 
@@ -38,18 +36,6 @@ def _hits(points: list[ScoredPoint]) -> QueryResult:
     )
 
 
-def _options(body: QueryRequest | QueryBatchRequest) -> dict[str, Any]:
-    return {
-        "k": body.k,
-        "ef": body.ef,
-        "filter": filter_dict(body.filter),
-        "score_threshold": body.score_threshold,
-        "target_recall": body.target_recall,
-        "with_payload": body.with_payload,
-        "with_vector": body.with_vector,
-    }
-
-
 @router.post(
     "/query", response_model=Response[QueryResult], responses=ERRORS, summary="Nearest points"
 )
@@ -60,9 +46,12 @@ async def query(
     not among its own results), best first."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
-    vector = None if body.vector is None else np.asarray(body.vector, dtype=np.float32)
-    hits = await state.run(coll.search, vector, query_id=body.query_id, **_options(body))
-    return Response(result=_hits(hits), time=time.perf_counter() - t0)
+    if body.vector is None:
+        request = body.search_request(ids=[body.query_id])
+    else:
+        request = body.search_request(vectors=np.asarray(body.vector, dtype=np.float32))
+    results = await state.run(coll.query, request)
+    return Response(result=_hits(results[0]), time=time.perf_counter() - t0)
 
 
 @router.post(
@@ -79,5 +68,5 @@ async def query_batch(
     limits.k(body.k, body.ef)
     limits.batch(len(body.vectors), "query vectors")
     vectors = stack_vectors(body.vectors, coll.dim)
-    results = await state.run(coll.search_batch, vectors, **_options(body))
+    results = await state.run(coll.query, body.search_request(vectors=vectors))
     return Response(result=[_hits(r) for r in results], time=time.perf_counter() - t0)

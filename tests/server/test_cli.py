@@ -66,7 +66,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
 def test_help_explains_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     text = parser.format_help()
-    for command in ("serve", "create", "load", "query", "info", "snapshot", "bench"):
+    for command in ("serve", "create", "load", "query", "info", "snapshot"):
         assert command in text
     assert ("diagnose" in text) == HAS_DIAGNOSE
     for command in ("serve", "create", "load", "query", "info", "snapshot"):
@@ -108,6 +108,14 @@ def test_embedded_workflow(
     )
     rows = out.strip().splitlines()
     assert len(rows) == 3 and all('"lang": "de"' in r for r in rows)
+    top3 = json.loads(run(capsys, "query", "docs", "--id", "d3", "-k", "3", "--json", *db))
+    page = run(
+        capsys, "query", "docs", "--id", "d3", "-k", "2", "--offset", "1",
+        "--with-payload", "lang", "--json", *db,
+    )  # fmt: skip
+    hits = json.loads(page)
+    assert [h["id"] for h in hits] == [h["id"] for h in top3[1:]]
+    assert all(set(h["payload"]) == {"lang"} for h in hits)
     x = np.load(files["npy"])
     out = run(capsys, "query", "plain", "--vector", json.dumps(x[7].tolist()), "--json", *db)
     assert json.loads(out)[0]["id"] == 7
@@ -152,16 +160,13 @@ def test_remote_workflow_and_installed_entry_point(files: dict[str, Path], tmp_p
         cli("load", "docs", str(files["parquet"]), *LOAD_DOCS, *url)
         assert "docs\t400 points" in cli("info", *url)
         assert "d5" in cli("query", "docs", "--id", "d4", "-k", "400", *url)
+        top = json.loads(cli("query", "docs", "--id", "d4", "-k", "3", "--json", *url))
+        page = cli(
+            "query", "docs", "--id", "d4", "-k", "2", "--offset", "1", "--with-payload", "lang",
+            "--json", *url,
+        )  # fmt: skip
+        hits = json.loads(page)
+        assert [h["id"] for h in hits] == [h["id"] for h in top[1:]]
+        assert all(set(h["payload"]) == {"lang"} for h in hits)
         cli("snapshot", "create", "docs", "-o", str(tmp_path), *url)
         assert list(tmp_path.glob("docs-*.snapshot"))
-
-
-def test_bench_delegates_to_the_harness() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "quiver.server.cli", "bench", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert "python -m bench" in result.stdout

@@ -53,6 +53,10 @@ def _exercise(db: Any, name: str) -> dict[str, Any]:
     out["search_types"] = {type(h) for h in hits}
     out["by_id"] = [h.id for h in coll.search(query_id=7, k=5)]
     out["batch"] = [[h.id for h in r] for r in coll.search_batch(x[:3], k=4)]
+    page = coll.search(x[7], k=3, offset=2, with_payload=["group"])
+    out["offset_keys"] = [(h.id, h.payload) for h in page]
+    request = quiver.SearchRequest(vectors=x[:2], k=2, offset=1, with_payload=["n"])
+    out["request"] = [[(h.id, h.payload) for h in r] for r in coll.query(request)]
     out["deleted"] = coll.delete([1, 2, 12345])
     out["deleted_f"] = coll.delete_by_filter({"must": [{"key": "n", "range": {"gte": 50}}]})
     out["count_after"] = coll.count()

@@ -278,6 +278,22 @@ def test_query_filter_and_threshold(client: TestClient, name: str) -> None:
     assert all(h["score"] >= 0.9 for h in r.json()["result"]["points"])
 
 
+def test_query_offset_and_payload_keys(client: TestClient, name: str) -> None:
+    x = seed_collection(client, name)
+    url = f"/collections/{name}/points/query"
+    full = client.post(url, json={"vector": x[4].tolist(), "k": 8}).json()["result"]["points"]
+    body = {"vector": x[4].tolist(), "k": 5, "offset": 3, "with_payload": ["group"]}
+    page = client.post(url, json=body).json()["result"]["points"]
+    assert [h["id"] for h in page] == [h["id"] for h in full[3:8]]
+    assert all(set(h["payload"]) == {"group"} for h in page)
+    batch = client.post(
+        f"{url}/batch", json={"vectors": x[4:6].tolist(), "k": 2, "offset": 1}
+    ).json()["result"]
+    assert [h["id"] for h in batch[0]["points"]] == [h["id"] for h in full[1:3]]
+    assert client.post(url, json={**body, "offset": -1}).status_code == 422
+    assert client.post(url, json={**body, "with_payload": [""]}).status_code == 422
+
+
 def test_query_with_target_recall(client: TestClient, name: str) -> None:
     x = seed_collection(client, name)
     url = f"/collections/{name}/points/query"

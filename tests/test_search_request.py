@@ -1,0 +1,123 @@
+"""The one search request: validation in one place, offset and payload key selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import quiver
+from quiver import InvalidInputError, SearchParams, SearchRequest
+
+DIM = 24
+
+
+@pytest.fixture
+def coll(tmp_path):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((300, DIM)).astype(np.float32)
+    db = quiver.Database(tmp_path / "db")
+    c = db.create_collection("docs", DIM, "cosine")
+    payloads = [{"group": "ab"[i % 2], "n": i, "title": f"t{i}"} for i in range(300)]
+    c.upsert(list(range(300)), x, payloads)
+    yield c, x
+    db.close()
+
+
+def test_offset_pages_through_the_ranking(coll) -> None:
+    c, x = coll
+    full = [h.id for h in c.search(x[3], k=30, ef=64)]
+    pages = [[h.id for h in c.search(x[3], k=10, ef=64, offset=o)] for o in (0, 10, 20)]
+    assert sum(pages, []) == full
+    by_id = [h.id for h in c.search(query_id=3, k=12, ef=64)]
+    assert [h.id for h in c.search(query_id=3, k=4, ef=64, offset=8)] == by_id[8:]
+    flt = {"must": [{"key": "group", "match": {"value": "a"}}]}
+    filtered = [h.id for h in c.search(x[3], k=9, filter=flt)]
+    assert [h.id for h in c.search(x[3], k=3, offset=6, filter=flt)] == filtered[6:]
+    far = c.search(x[3], k=10, offset=295)
+    assert len(far) <= 5
+
+
+def test_offset_counts_after_the_score_threshold(coll) -> None:
+    c, x = coll
+    kept = c.search(x[3], k=50, score_threshold=0.2)
+    page = c.search(x[3], k=50, offset=2, score_threshold=0.2)
+    assert [h.id for h in page] == [h.id for h in kept[2:]]
+
+
+def test_payload_keys_select_fields(coll) -> None:
+    c, x = coll
+    hits = c.search(x[0], k=5, with_payload=["title", "missing"])
+    assert all(set(h.payload) == {"title"} and h.payload["title"] == f"t{h.id}" for h in hits)
+    assert all(h.payload is None for h in c.search(x[0], k=5))
+    assert set(c.search(x[0], k=1, with_payload=True)[0].payload) == {"group", "n", "title"}
+    assert c.get(7, with_payload=["n"]).payload == {"n": 7}
+    assert [p.payload for p in c.retrieve([1, 2], with_payload=["group"])] == [
+        {"group": "b"},
+        {"group": "a"},
+    ]
+    page, _ = c.scroll(limit=2, with_payload=["n", "n"])
+    assert all(set(p.payload) == {"n"} for p in page)
+
+
+def test_query_runs_a_request_for_vectors_and_ids(coll) -> None:
+    c, x = coll
+    results = c.query(SearchRequest(vectors=x[:3], k=4, offset=1))
+    assert [[h.id for h in r] for r in results] == [
+        [h.id for h in c.search(x[i], k=5)][1:] for i in range(3)
+    ]
+    by_ids = c.query(SearchRequest(ids=[5, 6], k=3))
+    assert all(i not in [h.id for h in r] for i, r in zip((5, 6), by_ids, strict=True))
+    with pytest.raises(quiver.PointNotFoundError):
+        c.query(SearchRequest(ids=[999], k=3))
+    with pytest.raises(InvalidInputError, match="expected 24, got 3"):
+        c.query(SearchRequest(vectors=[1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"k": 0}, "k must be >= 1"),
+        ({"k": 10, "ef": 5}, "ef must be >= k"),
+        ({"ef": 64, "target_recall": 0.9}, "not both"),
+        ({"target_recall": 1.5}, r"\(0, 1\]"),
+        ({"k": 10, "ef": 20, "rerank": 30}, "rerank must be in"),
+        ({"offset": -1}, "offset must be >= 0"),
+        ({"offset": 1.5}, "offset must be an integer"),
+        ({"with_payload": "title"}, "list of payload keys"),
+        ({"with_payload": [""]}, "non-empty strings"),
+        ({"with_vector": 1}, "with_vector"),
+        ({"score_threshold": float("nan")}, "finite"),
+        ({"filter": {"must": [{"key": "a"}]}}, "exactly one of"),
+    ],
+)
+def test_invalid_requests_name_the_problem(options, message) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        SearchRequest(vectors=np.ones(DIM), **options)
+
+
+def test_the_query_is_vectors_or_ids() -> None:
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        SearchRequest(k=3)
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        SearchRequest(vectors=np.ones(3), ids=[1])
+    with pytest.raises(InvalidInputError, match="finite"):
+        SearchRequest(vectors=[np.nan, 1.0])
+
+
+def test_request_is_validated_once_and_immutable() -> None:
+    arr = np.ones((2, DIM), dtype=np.float64)
+    req = SearchRequest(vectors=arr, k=3, with_payload=("a", "b", "a"))
+    assert req.vectors.dtype == np.float32 and req.vectors is not arr
+    assert req.with_payload == ("a", "b") and req.params == SearchParams(3)
+    assert req.options() == {"k": 3, "with_payload": ["a", "b"]}
+    with pytest.raises(AttributeError):
+        req.k = 5  # type: ignore[misc]
+    assert set(SearchRequest.option_names()) >= {"k", "ef", "offset", "with_payload"}
+
+
+def test_search_params_resolve_defaults_and_target_recall() -> None:
+    assert SearchParams(10).resolve(lambda t, k: 0) == (10, 64, 64)
+    assert SearchParams(100).resolve(lambda t, k: 0) == (100, 100, 100)
+    assert SearchParams(5, 32, 16).resolve(lambda t, k: 0) == (5, 32, 16)
+    assert SearchParams(5, rerank=40, target_recall=0.9).resolve(lambda t, k: 24) == (5, 24, 24)
+    assert SearchParams(5, target_recall=0.9).resolve(lambda t, k: 2) == (5, 5, 5)
