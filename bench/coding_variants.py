@@ -2,7 +2,7 @@
 
 For each set: 200 train rows as queries (own row excluded), their exact top-10 among all train
 rows, and the recall of "top-ef by the search's asymmetric code distance, then exact rerank"
-(code ranks counted on a rank sample, as :func:`quiver.quality.diagnose` does) for codes of:
+(code ranks counted on a rank sample, as :func:`quiver.diagnose` does) for codes of:
 
 - ``none``: ``x`` (quiver's original coding; per-vector threshold mean |x|);
 - ``mean``: ``x - mean``;

@@ -1,4 +1,4 @@
-"""Does :func:`quiver.quality.diagnose` predict quiver's recall, and what does data-adaptive coding buy?
+"""Does :func:`quiver.diagnose` predict quiver's recall, and what does data-adaptive coding buy?
 
 For each benchmark set and each coding option (``--centering``, e.g. ``none`` = plain codes as
 before data-adaptive coding, ``auto`` = the new default): the diagnostic on the train vectors
@@ -129,7 +129,7 @@ def measure_set(name: str, modes: list[str], threads: int) -> list[dict[str, Any
 
 
 def time_diagnose(name: str, x: np.ndarray, metric: str, threads: int) -> dict[str, Any]:
-    """Wall and CPU seconds of one :func:`quiver.quality.diagnose` call on ``x`` (after warm-up)."""
+    """Wall and CPU seconds of one :func:`quiver.diagnose` call on ``x`` (after warm-up)."""
     from quiver.quality.diagnose import diagnose
 
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -178,7 +178,7 @@ def timing_rows(threads: int, repeats: int) -> list[dict[str, Any]]:
 
 def _timing_markdown(rows: list[dict[str, Any]], command: str) -> str:
     lines = [
-        "# `quiver.quality.diagnose` wall time (default settings)",
+        "# `quiver.diagnose` wall time (default settings)",
         "",
         f"Command: `{command}`",
         "",
@@ -202,11 +202,11 @@ def markdown(rows: list[dict[str, Any]], command: str) -> str:
     sets = [r for r in rows if "measured_ef64" in r]
     modes = list(dict.fromkeys(r["centering"] for r in sets))
     lines = [
-        "# Will quiver work on my data? `quiver.quality.diagnose` predicted vs measured recall@10",
+        "# Will quiver work on my data? `quiver.diagnose` predicted vs measured recall@10",
         "",
         f"Command: `{command}`",
         "",
-        "Predicted: `quiver.quality.diagnose(train, metric, centering=...)` with its defaults "
+        "Predicted: `quiver.diagnose(train, metric, centering=...)` with its defaults "
         "(10k-row navigation sample, at most 200 query rows). Measured: `quiver.Index` with "
         "its defaults and the same `centering` built on the train vectors, searched with the "
         "set's 1000 held-out queries (k=10). Recall@10 in %; error = predicted - measured at "

@@ -27,7 +27,7 @@ DEFAULT_EF = 64
 
 @dataclass(frozen=True)
 class BuildParams:
-    """Graph construction parameters (see ``PARAMS`` in the README for tuning advice)."""
+    """Graph construction parameters (tuning advice: docs/DESIGN.md section 2)."""
 
     max_degree: int = DEFAULT_MAX_DEGREE
     build_list_size: int = DEFAULT_BUILD_LIST_SIZE

@@ -323,7 +323,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    """Predict quiver's recall on the vectors of a file (``quiver.quality.diagnose.diagnose``)."""
+    """Predict quiver's recall on the vectors of a file (``quiver.diagnose``)."""
     from quiver.quality.diagnose import diagnose
 
     vectors = read_matrix(args.file, args)
@@ -521,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="predict quiver's recall on your vectors before indexing them",
             description="Sample a file of vectors (.npy / Parquet / Arrow / HDF5, as for "
             "`load`) and predict recall@10 at ef 16-256, with warnings for data that 2-bit "
-            "codes don't suit (see quiver/diagnose.py).",
+            "codes don't suit (see quiver/quality/diagnose.py).",
         )
         p.add_argument("file", type=Path)
         p.add_argument("--metric", choices=["cosine", "ip", "l2"], default="cosine")

@@ -1,4 +1,4 @@
-"""quiver.quality.diagnose: statistics on constructed data, verdicts on known regimes, contract."""
+"""quiver.diagnose: statistics on constructed data, verdicts on known regimes, contract."""
 
 from __future__ import annotations
 

@@ -262,7 +262,7 @@ class VamanaIndex:
             self._rotation = bq.random_rotation(self._dim, self._params.seed)
 
     def _insert_rows(self, start: int, n_new: int, threads: int) -> None:
-        """Link rows ``start .. start + n_new`` into the graph in rounds (see quiver.graph)."""
+        """Link rows ``start .. start + n_new`` into the graph in rounds (quiver.engine.graph)."""
         h = self.hot
         rng = np.random.default_rng([self._params.seed, start])
         order = (start + rng.permutation(n_new)).astype(np.int32)
