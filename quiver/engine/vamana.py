@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from quiver.engine import bq, graph
+from quiver.engine import bq
 from quiver.engine.arrays import HotArrays
-from quiver.engine.candidates import new_scratch
+from quiver.engine.build import NumbaThreads, drop_deleted, link_rows
 from quiver.engine.kernels import normalize_rows
 from quiver.engine.persistence import next_generation, open_index, save_index
 from quiver.engine.scratch import ScratchPool
@@ -42,8 +42,6 @@ from quiver.validation import as_ids, as_matrix, positive_int
 
 logger = logging.getLogger(__name__)
 
-_MIN_BATCH = 256  # smallest round size once the graph is big enough: keeps threads busy
-_BATCH_FRACTION = 0.02  # largest round = 2% of the points (ParlayANN-style prefix doubling)
 #: Codings the engine applies itself; ``"auto"`` is resolved above it (quiver.Index).
 ENGINE_CENTERINGS = ("none", "mean", "mean-rotate")
 
@@ -234,7 +232,7 @@ class VamanaIndex:
             h.live[start : start + n_new] = 1
             self.segments.append(x)
             t0 = time.perf_counter()
-            self._insert_rows(start, n_new, threads)
+            link_rows(h, self._dim, self._params, start, n_new, threads)
             self._build_seconds += time.perf_counter() - t0
             h.count = start + n_new
             h.next_id = max(h.next_id, int(labels.max()) + 1)
@@ -260,37 +258,6 @@ class VamanaIndex:
             self._center = x.mean(axis=0, dtype=np.float64).astype(np.float32)
         if self._centering == "mean-rotate":
             self._rotation = bq.random_rotation(self._dim, self._params.seed)
-
-    def _insert_rows(self, start: int, n_new: int, threads: int) -> None:
-        """Link rows ``start .. start + n_new`` into the graph in rounds (quiver.engine.graph)."""
-        h = self.hot
-        rng = np.random.default_rng([self._params.seed, start])
-        order = (start + rng.permutation(n_new)).astype(np.int32)
-        inserted = start
-        if start == 0:
-            h.entry = start + graph.code_medoid(h.codes[start : start + n_new], self._dim)
-            order = np.concatenate(([h.entry], order[order != h.entry])).astype(np.int32)
-            inserted = 1  # the entry point starts the graph alone
-        stamps, epochs = new_scratch(threads, h.capacity)
-        new_degrees = np.zeros(n_new, dtype=np.int32)
-        max_batch = max(_MIN_BATCH, int(_BATCH_FRACTION * (start + n_new)))
-        done = inserted - start
-        p = self._params
-        with _NumbaThreads(threads):
-            while done < n_new:
-                size = min(n_new - done, max(1, min(inserted, max_batch)))
-                batch = order[done : done + size]
-                graph.link_batch(
-                    batch, h.codes, self._dim, h.adjacency, h.degrees, h.entry,
-                    p.build_list_size, p.alpha, stamps, epochs, new_degrees[:size],
-                )  # fmt: skip
-                h.degrees[batch] = new_degrees[:size]
-                graph.merge_reverse_edges(
-                    batch, h.codes, self._dim, h.adjacency, h.degrees, p.alpha
-                )
-                done += size
-                inserted += size
-                logger.debug("linked %d / %d points", done, n_new)
 
     # ------------------------------------------------------------------ delete
     def delete(self, ids: Any) -> int:
@@ -337,30 +304,11 @@ class VamanaIndex:
             n = h.count
             if h.n_deleted == 0:
                 return Consolidation(0, 0, 0.0, np.arange(n, dtype=np.int64))
-            threads = self._threads(None)
-            stamps, epochs = new_scratch(threads, h.capacity)
-            with _NumbaThreads(threads):
-                repaired = graph.repair_deleted(
-                    h.codes, self._dim, h.adjacency, h.degrees, h.live, n, self._params.alpha,
-                    stamps, epochs,
-                )  # fmt: skip
-            keep = np.flatnonzero(h.live[:n]).astype(np.int64)
-            new_row = np.full(h.capacity, -1, dtype=np.int32)
-            new_row[keep] = np.arange(keep.shape[0], dtype=np.int32)
-            adjacency, degrees = graph.compact_adjacency(h.adjacency, h.degrees, keep, new_row)
-            codes = h.codes[keep]
-            floats = self.vectors_of_rows(self._make_state(), keep)
-            if h.live[h.entry]:
-                entry = int(new_row[h.entry])
-            else:
-                entry = graph.code_medoid(codes, self._dim) if keep.shape[0] else -1
-            h.codes, h.adjacency, h.degrees = codes, adjacency, degrees
-            h.labels = h.labels[keep]
-            h.live = np.ones(keep.shape[0], dtype=np.uint8)
-            h.entry = entry
+            # the floats of the kept rows, gathered before the rows are renumbered
+            floats_state = self._make_state()
+            keep, repaired = drop_deleted(h, self._dim, self._params.alpha, self._threads(None))
+            floats = self.vectors_of_rows(floats_state, keep)
             removed = n - keep.shape[0]
-            h.count = int(keep.shape[0])
-            h.n_deleted = 0
             self.segments.replace_with(floats)
             self._scratch.resize(h.capacity)
             self._publish()
@@ -434,7 +382,7 @@ class VamanaIndex:
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
                 search_serial(*args)
             else:
-                with _NumbaThreads(threads):
+                with NumbaThreads(threads):
                     search_batch(*args)
         return out_ids, out_dists, out_ndist
 
@@ -530,18 +478,3 @@ class VamanaIndex:
     ) -> VamanaIndex:
         """Open a saved index (see :func:`quiver.engine.persistence.open_index`)."""
         return open_index(cls, Path(path), num_threads=num_threads, verify=verify_segments)
-
-
-class _NumbaThreads:
-    """Context manager: run Numba parallel kernels with ``n`` threads on this thread."""
-
-    def __init__(self, n: int) -> None:
-        self._n = n
-        self._old = 0
-
-    def __enter__(self) -> None:
-        self._old = numba.get_num_threads()
-        numba.set_num_threads(self._n)
-
-    def __exit__(self, *exc: object) -> None:
-        numba.set_num_threads(self._old)
