@@ -28,8 +28,13 @@ import numpy as np
 
 from bench.harness_data import load_dataset
 from quiver.engine import bq
-from quiver.quality.diagnose import _exact_neighbors, _prepare, _query_code_distances, _rank_counts
 from quiver.metrics import parse_metric
+from quiver.quality.evidence import (
+    _query_code_distances,
+    exact_neighbors,
+    prepare_rows,
+    rank_counts,
+)
 
 SETS = (
     "sift-images-128-euclidean",
@@ -81,19 +86,19 @@ def _distances(queries: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def measure(name: str, seed: int = 0) -> dict[str, object]:
     ds = load_dataset(name)
     metric = parse_metric("cosine" if ds.distance == "angular" else "l2")
-    x = _prepare(np.array(ds.train, dtype=np.float32), metric)
+    x = prepare_rows(np.array(ds.train, dtype=np.float32), metric)
     n = x.shape[0]
     perm = np.random.default_rng(seed).permutation(n)
     q_rows = np.sort(perm[:QUERIES])
     q = x[q_rows]
-    truth = _exact_neighbors(x, q, q_rows, metric)
+    truth = exact_neighbors(x, q, q_rows, metric)
     ranked = x[np.sort(perm[QUERIES : QUERIES + RANK_SAMPLE])]
     thresholds = {ef: ef * ranked.shape[0] / (n - QUERIES) for ef in EFS}
     row: dict[str, object] = {"set": name, "n": n, "dim": x.shape[1]}
     for label, (shift, encode) in variants(ranked).items():
         qv = shift(q)
         near = np.stack([_distances(qv[i : i + 1], encode(x[truth[i]]))[0] for i in range(len(q))])
-        counts = _rank_counts(_distances(qv, encode(ranked)), near, int(max(thresholds.values())))
+        counts = rank_counts(_distances(qv, encode(ranked)), near, int(max(thresholds.values())))
         row[label] = {str(ef): round(float((counts < t).mean()), 4) for ef, t in thresholds.items()}
     return row
 

@@ -10,7 +10,8 @@ from lowrank import low_rank_data
 
 from quiver.engine import bq
 from quiver.errors import InvalidInputError
-from quiver.quality.diagnose import EF_GRID, Diagnosis, code_distances, diagnose
+from quiver.quality.diagnose import EF_GRID, Diagnosis, diagnose
+from quiver.quality.evidence import code_distances
 
 #: Small samples keep every diagnosis here around a second.
 FAST = {"sample": 2000, "queries": 100}
