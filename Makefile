@@ -22,7 +22,7 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/python -m bench.tour
+	$(BIN)/python -m bench.demo.tour
 
 serve: $(VENV)/.demo-installed
 	$(BIN)/quiver serve --demo

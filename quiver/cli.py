@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _prepare_demo(db_dir: Path) -> None:
     """Load the bundled WordNet slice into ``db_dir`` as the collection ``wordnet`` (once)."""
-    tour = _bench_module("bench.tour")
+    tour = _bench_module("bench.demo.tour")
     from quiver import Database
 
     with Database(db_dir) as db:
