@@ -5,7 +5,7 @@
    the collection ``wordnet``, with each gloss's text, part of speech and lexicographer file as
    its payload;
 3. sends the 1,000 held-out queries over HTTP, one request each, and prints the nearest glosses
-   of a few of them, recall@10 against exact search (``quiver.flat.exact_search``) and the
+   of a few of them, recall@10 against exact search (``quiver.exact_search``) and the
    latency percentiles;
 4. stops the server (SIGTERM: a graceful shutdown that closes the database) and exits 0.
 
@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 
 import quiver
 from bench.harness.bundled import WordnetSlice, load_wordnet_slice
+from quiver import exact_search
 from quiver.client import Client
-from quiver.flat import exact_search
 
 COLLECTION = "wordnet"
 PAYLOAD_COLUMNS = ("text", "pos", "lexfile", "kind")

@@ -18,7 +18,7 @@ Synthetic sets (numpy only, seeded; :mod:`bench.datagen.synthetic`):
 from the same distribution.
 
 The real sets hold out 1000 rows chosen by a seeded permutation as queries (never in train).
-Ground truth is the exact top-100 (``quiver.flat.exact_search``). Everything heavy (Debian
+Ground truth is the exact top-100 (``quiver.exact_search``). Everything heavy (Debian
 packages, embeddings, HDF5 files) is cached under :func:`data_dir`, outside git.
 
 CLI::
@@ -226,8 +226,8 @@ def split_indices(n: int, n_test: int = N_TEST, seed: int = SEED) -> tuple[np.nd
 def ground_truth(
     train: np.ndarray, test: np.ndarray, k: int = K_GROUND_TRUTH, metric: str = "cosine"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k (ids int64, distances float32, ascending) via ``quiver.flat.exact_search``."""
-    from quiver.flat import exact_search
+    """Exact top-k (ids int64, distances float32, ascending) via ``quiver.exact_search``."""
+    from quiver import exact_search
 
     ids, dists = exact_search(
         np.ascontiguousarray(train, dtype=np.float32),

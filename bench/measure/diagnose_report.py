@@ -81,7 +81,7 @@ def measure_set(name: str, modes: list[str], threads: int) -> list[dict[str, Any
     from bench.harness.adapters.quiver import QuiverAdapter
     from bench.harness.runner import score
     from bench.harness.sets import load_dataset
-    from quiver.diagnose import diagnose
+    from quiver import diagnose
 
     ds = load_dataset(name)
     metric = _metric(ds.distance)
@@ -102,7 +102,7 @@ def measure_set(name: str, modes: list[str], threads: int) -> list[dict[str, Any
         t0 = time.perf_counter()
         adapter.fit(ds.train)
         row["build_s"] = round(time.perf_counter() - t0, 1)
-        index = adapter._built()
+        index = adapter.index
         row["index_coding"] = index.stats()["centering"]
         row["index_verdict"] = (index.stats()["diagnosis"] or {}).get("verdict")
         rows[mode], adapters[mode] = row, adapter
@@ -120,7 +120,7 @@ def measure_set(name: str, modes: list[str], threads: int) -> list[dict[str, Any
         for mode in modes:
             rows[mode][f"qps_ef{ef}"] = round(len(ds.test) / float(np.median(seconds[mode])))
     for mode in modes:
-        index = adapters[mode]._built()
+        index = adapters[mode].index
         for target in TARGETS:
             ids = index.search(ds.test, k=10, target_recall=target).ids
             key = f"target{round(100 * target)}"
@@ -132,7 +132,7 @@ def measure_set(name: str, modes: list[str], threads: int) -> list[dict[str, Any
 
 def time_diagnose(name: str, x: np.ndarray, metric: str, threads: int) -> dict[str, Any]:
     """Wall and CPU seconds of one :func:`quiver.diagnose` call on ``x`` (after warm-up)."""
-    from quiver.diagnose import diagnose
+    from quiver import diagnose
 
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()

@@ -9,7 +9,7 @@ copy of them with isotropic Gaussian noise, ``normalise(x + sigma * g)`` with ``
 (``sigma = sqrt((1/c^2 - 1) / D)``: 0.92 gives sigma = 0.0217, 0.75 gives 0.0450). The set is
 named after it: ``minilm-text-1m-noise092-384-angular`` for 0.92. All 1,122,142 rows are kept
 (no truncation). The queries are the 562k set's 1,000 test queries, and the ground truth is their
-exact top-100 (``quiver.flat.exact_search``), computed in blocks of base rows that are cached one
+exact top-100 (``quiver.exact_search``), computed in blocks of base rows that are cached one
 by one, so an interrupted run resumes where it stopped. Everything lives in
 ``<data dir>/<set name>/`` (``~/.cache/quiver/datasets``, outside git).
 
@@ -122,7 +122,7 @@ def _write_vectors(directory: Path, sigma: float, seed: int) -> dict[str, Any]:
 
 
 def _top_k_block(base: np.ndarray, queries: np.ndarray, start: int, k: int) -> tuple:
-    from quiver.flat import exact_search
+    from quiver import exact_search
 
     ids, dists = exact_search(np.ascontiguousarray(base), queries, k, "cosine")
     return np.where(ids >= 0, ids + start, -1), dists

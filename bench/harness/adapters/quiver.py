@@ -48,20 +48,22 @@ class QuiverAdapter(Adapter):
         index.add(train)
         self._index = index
 
-    def _built(self) -> quiver.Index:
+    @property
+    def index(self) -> quiver.Index:
+        """The index that :meth:`fit` built (for measurements beyond the adapter contract)."""
         if self._index is None:
             raise RuntimeError("call fit() before querying")
         return self._index
 
     def batch_query(self, queries: np.ndarray, k: int) -> np.ndarray:
-        return self._built().search(queries, k=k, ef=self.ef).ids
+        return self.index.search(queries, k=k, ef=self.ef).ids
 
     def query(self, q: np.ndarray, k: int) -> np.ndarray:
-        return self._built().search(q, k=k, ef=self.ef, num_threads=1).ids[0]
+        return self.index.search(q, k=k, ef=self.ef, num_threads=1).ids[0]
 
     def memory_bytes(self) -> int:
         """Hot set (codes + graph + id map) plus the float32 vectors held for the rerank."""
-        stats = self._built().stats()
+        stats = self.index.stats()
         return int(stats["hot_bytes"] + stats["cold_bytes"])
 
     def extra_stats(self) -> dict[str, Any]:
@@ -70,7 +72,7 @@ class QuiverAdapter(Adapter):
         Saving maps the float vectors from the saved files afterwards, so the runner calls
         this only after the query sweep.
         """
-        index = self._built()
+        index = self.index
         with tempfile.TemporaryDirectory(prefix="quiver-bench-") as tmp:
             index.save(tmp)
             disk = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
