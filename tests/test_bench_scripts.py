@@ -56,9 +56,14 @@ def test_profile_passes_reproduce_the_search(centering):
     queries = data[3000:] / np.linalg.norm(data[3000:], axis=1, keepdims=True)
     index = quiver.Index(48, "cosine", num_threads=1, centering=centering)
     index.add(data[:3000])
-    # the constructor raises unless the replay and list-only passes reproduce beam_search
+    # the constructor raises unless the rows read from the visited stamps are as many as
+    # beam_search's distance count
     profile = Profile(index, queries, ef=24)
     np.testing.assert_array_equal(profile.lengths, profile.ndist)
+    for qi in range(len(queries)):  # every candidate the beam kept was one of the scored rows
+        scored = profile.scored[qi, : profile.lengths[qi]]
+        assert np.all(np.diff(scored) > 0)  # row order, no repeats
+        assert np.isin(profile.cand[qi, : profile.counts[qi]], scored).all()
     profile.beam()
     profile.rerank(24)
     result = index.search(queries, k=10, ef=24, num_threads=1)

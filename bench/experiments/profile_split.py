@@ -1,4 +1,4 @@
-"""Where a query's time goes: beam search (code distances, list, visited checks) vs rerank.
+"""Where a query's time goes: the beam search (code distances, graph walk) vs the rerank.
 
     python -m bench.experiments.profile_split [--sets minilm-wordnet-181k-384-angular
         minilm-text-562k-384-angular] [--ef 32 64 128] [--repeats 7]
@@ -13,28 +13,30 @@ clock; the minimum CPU time is the figure used below, in microseconds per query:
 
 - ``public_rerank_ef`` / ``public_rerank_k``: ``Index.search`` with ``rerank=ef`` (the default)
   and ``rerank=k``; their difference is the rerank of ``ef - k`` extra rows.
-- ``beam``: ``quiver.search.beam_search`` called from a jitted driver here, with query encoding
-  (``encode_query``) and the visited epoch, exactly as the search does before the rerank.
-- ``rerank``: ``quiver.rerank.rerank_top_k`` on the candidates the beam pass found (``ef`` rows),
-  and ``rerank_k`` on the best ``k`` of them.
+- ``beam``: the real ``quiver.search.beam_search`` called from a jitted driver here, with query
+  encoding (``encode_query``) and the visited epoch, exactly as the search does before the
+  rerank.
+- ``rerank``: the real ``quiver.rerank.rerank_top_k`` on the candidates the beam pass found
+  (``ef`` rows), and ``rerank_k`` on the best ``k`` of them.
 - ``encode``: ``encode_query`` alone.
-- ``replay``: the beam search again, but each code distance is read from an array recorded
-  beforehand instead of being computed: what is left is the adjacency reads, the visited
-  checks and the candidate list. Its result is checked to equal the real beam's.
-- ``list_only``: the candidate-list operations alone (insertions and the scan for the next node
-  to expand), fed with the recorded (node, distance) stream; also checked.
-- ``distances_in_order``: the same code distances as the search, in its order, with no list
-  and no prefetch (bound by memory latency); ``distances_prefetched``: the same with each row
-  prefetched 8 distances ahead; ``distances_resident``: the same number of distances over 256
-  codes that stay in L1 (arithmetic only), and ``distances_resident_symmetric`` the same with
-  the code-code distance that construction uses (the query's own 2-bit code).
+- ``distances_row_order``: the code distances (``navigation_distance``) to exactly the rows the
+  beam scored, read from its visited stamps, in row order, with no graph walk and no prefetch;
+  ``distances_row_order_prefetched``: the same with each row prefetched 8 distances ahead;
+  ``distances_resident``: the same number of distances over 256 codes that stay in L1
+  (arithmetic only), and ``distances_resident_symmetric`` the same with the code-code distance
+  that construction uses (the query's own 2-bit code).
 - ``random_gather_asymmetric`` / ``random_gather_symmetric``: 2M distances to uniformly random
   rows of this set's codes, query distance and code-code distance, in ns per distance (the
   latter is what ``python -m bench.experiments.kernel_speed`` measures on 1M random codes).
 
-Derived: code distances in the search = ``beam - encode - replay``; adjacency + visited =
-``replay - list_only``. Writes one JSON row per (set, ef) to ``--out`` with the load average at
-the start and end of the row.
+Derived: navigation (code distances + adjacency, visited checks and candidate list) = ``beam -
+encode``; the rerank's share of ``beam + rerank``. Writes one JSON row per (set, ef) to
+``--out`` with the load average at the start and end of the row.
+
+Every pass calls quiver's own kernels: this script carries no copy of a kernel, so it cannot
+drift from what it profiles. The version at commit fcd9f7f also split the navigation into code
+distances, adjacency + visited checks and candidate list with a line-for-line mirror of the beam
+loop (``git show fcd9f7f:bench/profile_split.py``); that mirror was removed.
 """
 
 from __future__ import annotations
@@ -56,12 +58,11 @@ import quiver
 from bench.harness.datasets import data_dir
 from bench.harness.sets import load_dataset
 from quiver import bq
-from quiver.candidates import insert_candidate, new_scratch, next_epoch
+from quiver.candidates import new_scratch, next_epoch
 from quiver.kernels import (
     code_distance,
     encode_query,
     navigation_distance,
-    prefetch,
     prefetch_row,
 )
 from quiver.rerank import rerank_top_k
@@ -93,17 +94,19 @@ def _encode_pass(queries, planes, params):
 
 
 @njit(cache=True, nogil=True)
-def _beam_pass(graph, queries, ef, stamps, epochs, expanded, cand, counts, ndist, nexp):
+def _beam_pass(graph, queries, ef, stamps, epochs, cand, counts, ndist, nexp, scored):
     """Encode + ``beam_search`` per query; the candidates go to ``cand`` (q, ef).
 
     ``queries`` are the navigation queries (as the codes see them: centred and rotated when the
-    index uses data-adaptive codes). ``expanded`` (q, cap) int32 receives each query's expanded
-    nodes (cap 0: not recorded). No filter, no deleted rows: the plain graph mode.
+    index uses data-adaptive codes). ``scored`` (q, width) int32 receives, in row order, the
+    rows each search scored: those its visited stamps mark (width 0: not recorded). No filter,
+    no deleted rows: the plain graph mode.
     """
     codes, adjacency, degrees, dim, entry, limit = graph
     ids = np.empty(ef, dtype=np.int32)
     dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
+    no_expanded = np.empty(0, dtype=np.int32)
     no_admit = np.empty(0, dtype=np.uint8)
     res_ids = np.empty(1, dtype=np.int32)
     res_dists = np.empty(1, dtype=np.float64)
@@ -114,12 +117,18 @@ def _beam_pass(graph, queries, ef, stamps, epochs, expanded, cand, counts, ndist
         epoch = next_epoch(stamps, epochs, 0)
         count, n_exp, n_dist, _ = beam_search(
             codes, adjacency, degrees, dim, limit, (planes, params), entry, stamps[0], epoch,
-            ids, dists, done, expanded[qi], no_admit, res_ids, res_dists,
+            ids, dists, done, no_expanded, no_admit, res_ids, res_dists,
         )  # fmt: skip
         cand[qi, :count] = ids[:count]
         counts[qi] = count
         ndist[qi] = n_dist
         nexp[qi] = n_exp
+        if scored.shape[1] > 0:
+            m = 0
+            for row in range(limit):
+                if stamps[0, row] == epoch and m < scored.shape[1]:
+                    scored[qi, m] = row
+                    m += 1
 
 
 @njit(cache=True, nogil=True)
@@ -134,153 +143,20 @@ def _rerank_pass(floats, queries, cand, counts, rerank, out_ids, out_dists):
 
 
 @njit(cache=True, nogil=True)
-def _record(graph, planes, params, expanded, nexp, stamps, epochs, seq, seq_d, fresh_counts):
-    """Rebuild each query's stream of code distances from its expanded nodes.
-
-    The beam computes a distance for the entry, then for every unvisited neighbour of each
-    expanded node in adjacency order; replaying the expansions gives the same stream. Writes the
-    rows to ``seq``, their distances to ``seq_d`` and the fresh neighbours per expansion to
-    ``fresh_counts``; returns the stream lengths.
-    """
-    codes, adjacency, degrees, dim, entry, limit = graph
-    words = codes.shape[1] // 2
-    bound = np.uint32(limit)
-    lengths = np.zeros(planes.shape[0], dtype=np.int64)
-    for qi in range(planes.shape[0]):
-        query = (planes[qi], params[qi])
-        epoch = next_epoch(stamps, epochs, 0)
-        visited = stamps[0]
-        visited[entry] = epoch
-        seq[qi, 0] = entry
-        seq_d[qi, 0] = navigation_distance(query, codes[entry], words, dim)
-        m = 1
-        for e in range(nexp[qi]):
-            node = expanded[qi, e]
-            before = m
-            for j in range(degrees[node]):
-                nb = adjacency[node, j]
-                if np.uint32(nb) >= bound:
-                    continue
-                if visited[nb] != epoch:
-                    visited[nb] = epoch
-                    seq[qi, m] = nb
-                    seq_d[qi, m] = navigation_distance(query, codes[nb], words, dim)
-                    m += 1
-            fresh_counts[qi, e] = m - before
-        lengths[qi] = m
-    return lengths
-
-
-@njit(cache=True, nogil=True)
-def _replay_pass(adjacency, degrees, entry, limit, seq_d, ef, stamps, epochs, cand):
-    """``beam_search``'s control flow with each distance read from ``seq_d`` (no code loads).
-
-    Mirrors quiver.search.beam_search line for line (adjacency prefetch included) except the
-    distance; ``cand`` (q, ef) receives the final list, to be checked against the real one.
-    """
-    ids = np.empty(ef, dtype=np.int32)
-    dists = np.empty(ef, dtype=np.float64)
-    done = np.empty(ef, dtype=np.bool_)
-    fresh = np.empty(adjacency.shape[1], dtype=np.int32)
-    bound = np.uint32(limit)
-    for qi in range(seq_d.shape[0]):
-        epoch = next_epoch(stamps, epochs, 0)
-        visited = stamps[0]
-        visited[entry] = epoch
-        count = 1
-        ids[0] = entry
-        dists[0] = seq_d[qi, 0]
-        done[0] = False
-        m = 1
-        cur = 0
-        while cur < count:
-            node = ids[cur]
-            done[cur] = True
-            n_fresh = 0
-            for j in range(degrees[node]):
-                nb = adjacency[node, j]
-                if np.uint32(nb) >= bound:
-                    continue
-                if visited[nb] != epoch:
-                    visited[nb] = epoch
-                    fresh[n_fresh] = nb
-                    n_fresh += 1
-            best_new = count
-            for j in range(n_fresh):
-                pos = insert_candidate(ids, dists, done, count, fresh[j], seq_d[qi, m])
-                m += 1
-                if pos >= 0:
-                    if count < ef:
-                        count += 1
-                    if pos < best_new:
-                        best_new = pos
-            if best_new < cur:
-                cur = best_new
-            while cur < count and done[cur]:
-                cur += 1
-            if cur < count:
-                prefetch(adjacency, ids[cur], 0)
-        cand[qi, :count] = ids[:count]
-
-
-@njit(cache=True, nogil=True)
-def _list_pass(seq, seq_d, fresh_counts, ef, cand):
-    """The candidate-list work alone, fed with the recorded (row, distance) stream."""
-    ids = np.empty(ef, dtype=np.int32)
-    dists = np.empty(ef, dtype=np.float64)
-    done = np.empty(ef, dtype=np.bool_)
-    for qi in range(seq.shape[0]):
-        count = 1
-        ids[0] = seq[qi, 0]
-        dists[0] = seq_d[qi, 0]
-        done[0] = False
-        m = 1
-        e = 0
-        cur = 0
-        while cur < count:
-            done[cur] = True
-            best_new = count
-            for _ in range(fresh_counts[qi, e]):
-                pos = insert_candidate(ids, dists, done, count, seq[qi, m], seq_d[qi, m])
-                m += 1
-                if pos >= 0:
-                    if count < ef:
-                        count += 1
-                    if pos < best_new:
-                        best_new = pos
-            e += 1
-            if best_new < cur:
-                cur = best_new
-            while cur < count and done[cur]:
-                cur += 1
-        cand[qi, :count] = ids[:count]
-
-
-@njit(cache=True, nogil=True)
-def _distances_in_order(codes, dim, planes, params, seq, lengths):
-    """The search's code distances in its order, without the list and without prefetch."""
+def _distances_listed(codes, dim, planes, params, rows, lengths, ahead):
+    """Query distances to each query's listed ``rows``; each row prefetched ``ahead`` distances
+    before it is read (0: no prefetch)."""
     words = codes.shape[1] // 2
     acc = 0.0
-    for qi in range(seq.shape[0]):
+    for qi in range(rows.shape[0]):
         query = (planes[qi], params[qi])
-        for m in range(lengths[qi]):
-            acc += navigation_distance(query, codes[seq[qi, m]], words, dim)
-    return acc
-
-
-@njit(cache=True, nogil=True)
-def _distances_prefetched(codes, dim, planes, params, seq, lengths, ahead):
-    """As :func:`_distances_in_order`, with the row ``ahead`` distances on prefetched."""
-    words = codes.shape[1] // 2
-    acc = 0.0
-    for qi in range(seq.shape[0]):
-        query = (planes[qi], params[qi])
-        for m in range(min(ahead, lengths[qi])):
-            prefetch_row(codes, seq[qi, m])
-        for m in range(lengths[qi]):
-            if m + ahead < lengths[qi]:
-                prefetch_row(codes, seq[qi, m + ahead])
-            acc += navigation_distance(query, codes[seq[qi, m]], words, dim)
+        n = lengths[qi]
+        for m in range(min(ahead, n)):
+            prefetch_row(codes, rows[qi, m])
+        for m in range(n):
+            if ahead > 0 and m + ahead < n:
+                prefetch_row(codes, rows[qi, m + ahead])
+            acc += navigation_distance(query, codes[rows[qi, m]], words, dim)
     return acc
 
 
@@ -372,7 +248,7 @@ def kernel_args(index: quiver.Index, queries: np.ndarray) -> tuple[tuple, tuple,
 
 
 class Profile:
-    """One set's passes at one ef, with the recorded distance stream they share."""
+    """One set's passes at one ef, with the rows the beam scored, which they share."""
 
     def __init__(self, index: quiver.Index, queries: np.ndarray, ef: int) -> None:
         self.index, self.queries, self.ef = index, queries, ef
@@ -397,37 +273,24 @@ class Profile:
         self.query_codes = bq.encode(self.nav)
 
     def _record(self) -> None:
-        """Run the beam once recording expansions; rebuild and check the distance stream."""
-        nq = self.queries.shape[0]
-        cap = 16 * self.ef + 64
-        expanded = np.empty((nq, cap), dtype=np.int32)
-        self.beam(expanded)
-        if self.nexp.max() > cap:
-            raise RuntimeError(f"{self.nexp.max()} expansions exceed the record's {cap}")
-        width = int(self.ndist.max())
-        self.seq = np.zeros((nq, width), dtype=np.int32)
-        self.seq_d = np.zeros((nq, width), dtype=np.float64)
-        self.fresh_counts = np.zeros((nq, int(self.nexp.max())), dtype=np.int64)
-        self.lengths = _record(
-            self.graph, self.planes, self.params, expanded, self.nexp, self.stamps, self.epochs,
-            self.seq, self.seq_d, self.fresh_counts,
-        )  # fmt: skip
-        if not np.array_equal(self.lengths, self.ndist):
-            raise RuntimeError("the rebuilt distance stream disagrees with beam_search's count")
+        """Run the beam twice: once to count each query's distances, once to collect the rows
+        it scored. Raises unless the stamped rows are exactly as many as ``beam_search`` counts
+        and both runs return the same candidates."""
+        self.beam()
         want = self.cand.copy()
-        for name, run in (("replay", self.replay), ("list_only", self.list_only)):
-            self.cand[:] = -1
-            run()
-            if not np.array_equal(self.cand, want):
-                raise RuntimeError(f"{name} pass diverged from beam_search: update its mirror")
-        self.cand[:] = want
+        self.scored = np.full((self.queries.shape[0], int(self.ndist.max())), -1, np.int32)
+        self.beam(self.scored)
+        self.lengths = (self.scored >= 0).sum(axis=1)
+        if not np.array_equal(self.lengths, self.ndist):
+            raise RuntimeError("the visited stamps disagree with beam_search's distance count")
+        if not np.array_equal(self.cand, want):
+            raise RuntimeError("a second beam pass returned other candidates")
 
     # passes: each processes every query once
-    def beam(self, expanded: np.ndarray | None = None) -> None:
+    def beam(self, scored: np.ndarray | None = None) -> None:
         _beam_pass(
-            self.graph, self.nav, self.ef, self.stamps, self.epochs,
-            self.no_record if expanded is None else expanded,
-            self.cand, self.counts, self.ndist, self.nexp,
+            self.graph, self.nav, self.ef, self.stamps, self.epochs, self.cand, self.counts,
+            self.ndist, self.nexp, self.no_record if scored is None else scored,
         )  # fmt: skip
 
     def rerank(self, rows: int) -> None:
@@ -435,15 +298,12 @@ class Profile:
             self.floats, self.queries, self.cand, self.counts, rows, self.out_ids, self.out_dists
         )
 
-    def replay(self) -> None:
-        _, adjacency, degrees, _, entry, limit = self.graph
-        _replay_pass(
-            adjacency, degrees, entry, limit, self.seq_d, self.ef, self.stamps, self.epochs,
-            self.cand,
-        )  # fmt: skip
-
-    def list_only(self) -> None:
-        _list_pass(self.seq, self.seq_d, self.fresh_counts, self.ef, self.cand)
+    def scored_distances(self, ahead: int) -> float:
+        """Code distances to the rows the beam scored, in row order (see the module doc)."""
+        codes, dim = self.graph[0], self.graph[3]
+        return _distances_listed(
+            codes, dim, self.planes, self.params, self.scored, self.lengths, ahead
+        )
 
     def passes(self) -> dict[str, Any]:
         """Name -> (callable, work units): us per query, or ns per distance for gathers."""
@@ -460,18 +320,9 @@ class Profile:
             "rerank": (lambda: self.rerank(ef), nq),
             "rerank_k": (lambda: self.rerank(K), nq),
             "encode": (lambda: _encode_pass(nav, planes, params), nq),
-            "replay": (self.replay, nq),
-            "list_only": (self.list_only, nq),
-            "distances_in_order": (
-                lambda: _distances_in_order(
-                    codes, dim, self.planes, self.params, self.seq, self.lengths
-                ),
-                nq,
-            ),
-            "distances_prefetched": (
-                lambda: _distances_prefetched(
-                    codes, dim, self.planes, self.params, self.seq, self.lengths, PREFETCH_AHEAD
-                ),
+            "distances_row_order": (lambda: self.scored_distances(0), nq),
+            "distances_row_order_prefetched": (
+                lambda: self.scored_distances(PREFETCH_AHEAD),
                 nq,
             ),
             "distances_resident": (
@@ -541,7 +392,7 @@ def profile_row(name: str, index: quiver.Index, queries: np.ndarray, ef: int, re
     }
     us = us_all["cpu_min"]
     n_dist = float(profile.ndist.mean())
-    code_us = us["beam"] - us["encode"] - us["replay"]
+    navigation_us = us["beam"] - us["encode"]
     row = {
         "set": name,
         "n": len(index),
@@ -554,15 +405,13 @@ def profile_row(name: str, index: quiver.Index, queries: np.ndarray, ef: int, re
         "ns_per_distance_random_gather": ns_all,
         "split_us": {
             "encode": us["encode"],
-            "code_distances": round(code_us, 2),
-            "adjacency_and_visited": round(us["replay"] - us["list_only"], 2),
-            "candidate_list": us["list_only"],
+            "navigation": round(navigation_us, 2),
             "rerank": us["rerank"],
         },
         "ns_per_code_distance": {
-            "in_search": round(1e3 * code_us / n_dist, 1),
-            "in_order_no_prefetch": round(1e3 * us["distances_in_order"] / n_dist, 1),
-            "in_order_prefetched": round(1e3 * us["distances_prefetched"] / n_dist, 1),
+            "navigation_per_distance": round(1e3 * navigation_us / n_dist, 1),
+            "row_order_no_prefetch": round(1e3 * us["distances_row_order"] / n_dist, 1),
+            "row_order_prefetched": round(1e3 * us["distances_row_order_prefetched"] / n_dist, 1),
             "cache_resident": round(1e3 * us["distances_resident"] / n_dist, 1),
             "cache_resident_symmetric": round(1e3 * us["distances_resident_symmetric"] / n_dist, 1),
         },
