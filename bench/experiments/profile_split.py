@@ -34,9 +34,10 @@ encode``; the rerank's share of ``beam + rerank``. Writes one JSON row per (set,
 ``--out`` with the load average at the start and end of the row.
 
 Every pass calls quiver's own kernels: this script carries no copy of a kernel, so it cannot
-drift from what it profiles. The version at commit fcd9f7f also split the navigation into code
-distances, adjacency + visited checks and candidate list with a line-for-line mirror of the beam
-loop (``git show fcd9f7f:bench/profile_split.py``); that mirror was removed.
+drift from what it profiles. The version that made the 2026-11-26 results also split the
+navigation into code distances, adjacency + visited checks and candidate list with a
+line-for-line mirror of the beam loop (``git show c1ffb74:bench/profile_split.py``); that mirror
+was removed.
 """
 
 from __future__ import annotations
