@@ -22,10 +22,10 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 demo: $(VENV)/.demo-installed
-	$(BIN)/python -m bench.tour
+	$(BIN)/python -m bench.demo.tour
 
 serve: $(VENV)/.demo-installed
-	$(BIN)/quiver serve --demo
+	$(BIN)/python -m bench.demo.serve
 
 test: $(VENV)/.dev-installed
 	$(BIN)/python -m pytest

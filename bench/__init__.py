@@ -1,1 +1,4 @@
-"""Benchmark tooling: real-data generators and bundled data slices for quiver."""
+"""quiver's benchmarks: harness, measurement scripts, data generators, experiments, demo.
+
+See ``bench/README.md`` for the layout and its rules.
+"""

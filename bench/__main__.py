@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.adapters import ALGORITHMS
-from bench.runner import DEFAULT_EFS, DEFAULT_OUT_DIR
+from bench.harness.adapters import ALGORITHMS
+from bench.harness.runner import DEFAULT_EFS, DEFAULT_OUT_DIR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.cmd == "run":
-        from bench.runner import run
+        from bench.harness.runner import run
 
         if args.threads < 1 or args.k < 1:
             raise SystemExit("--threads and --k must be >= 1")
@@ -87,13 +87,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"results in {args.out_dir}")
     elif args.cmd == "report":
-        from bench.report import write_report
+        from bench.harness.report import write_report
 
         for dataset in args.datasets:
             for path in write_report(args.out_dir / dataset, baseline=args.baseline):
                 print(path)
     elif args.cmd == "list":
-        from bench.harness_data import dataset_names
+        from bench.harness.sets import dataset_names
 
         print("data sets:\n  " + "\n  ".join(dataset_names()))
         print("algorithms:\n  " + "\n  ".join(ALGORITHMS))

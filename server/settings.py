@@ -23,7 +23,7 @@ class Settings(BaseSettings):
     """How one server process runs. Environment: ``QUIVER_<FIELD>`` (e.g. ``QUIVER_API_KEY``).
 
     The data directory's variable is ``QUIVER_DB_DIR``: ``QUIVER_DATA_DIR`` already names the
-    benchmark data-set cache (``bench/datasets.py``).
+    benchmark data-set cache (``bench/harness/datasets.py``).
     """
 
     model_config = SettingsConfigDict(env_prefix="QUIVER_", extra="ignore", frozen=True)

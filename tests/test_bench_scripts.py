@@ -17,7 +17,7 @@ def low_rank_data(n: int, dim: int, seed: int) -> np.ndarray:
 
 
 def test_sigma_gives_the_target_cosine():
-    from bench.million import sigma_for_cosine
+    from bench.measure.million import sigma_for_cosine
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2000, 384)).astype(np.float32)
@@ -29,7 +29,7 @@ def test_sigma_gives_the_target_cosine():
 
 
 def test_blocked_ground_truth_matches_one_exact_search(tmp_path, monkeypatch):
-    import bench.million as million
+    import bench.measure.million as million
 
     monkeypatch.setattr(million, "BASE_BLOCK", 300)
     monkeypatch.setattr(million, "K_TRUTH", 10)
@@ -50,15 +50,20 @@ def test_blocked_ground_truth_matches_one_exact_search(tmp_path, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("centering", ["none", "mean-rotate"])
 def test_profile_passes_reproduce_the_search(centering):
-    from bench.profile_split import Profile
+    from bench.experiments.profile_split import Profile
 
     data = low_rank_data(3050, 48, seed=3)
     queries = data[3000:] / np.linalg.norm(data[3000:], axis=1, keepdims=True)
     index = quiver.Index(48, "cosine", num_threads=1, centering=centering)
     index.add(data[:3000])
-    # the constructor raises unless the replay and list-only passes reproduce beam_search
+    # the constructor raises unless the rows read from the visited stamps are as many as
+    # beam_search's distance count
     profile = Profile(index, queries, ef=24)
     np.testing.assert_array_equal(profile.lengths, profile.ndist)
+    for qi in range(len(queries)):  # every candidate the beam kept was one of the scored rows
+        scored = profile.scored[qi, : profile.lengths[qi]]
+        assert np.all(np.diff(scored) > 0)  # row order, no repeats
+        assert np.isin(profile.cand[qi, : profile.counts[qi]], scored).all()
     profile.beam()
     profile.rerank(24)
     result = index.search(queries, k=10, ef=24, num_threads=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.bundled import load_wordnet_slice
+from bench.harness.bundled import load_wordnet_slice
 
 N_TRAIN, N_TEST, DIM, K = 20_000, 1000, 384, 100
 
@@ -72,7 +72,7 @@ def test_ground_truth_matches_numpy(wn):
 @pytest.mark.parametrize("metric", ["cosine", "l2"])
 def test_hdf5_round_trip(tmp_path, metric):
     pytest.importorskip("h5py")
-    from bench.datasets import read_hdf5, write_hdf5
+    from bench.harness.datasets import read_hdf5, write_hdf5
 
     rng = np.random.default_rng(0)
     train = rng.standard_normal((50, 8)).astype(np.float32)
@@ -97,7 +97,7 @@ def test_hdf5_round_trip(tmp_path, metric):
 
 def test_hdf5_attrs(tmp_path):
     h5py = pytest.importorskip("h5py")
-    from bench.datasets import write_hdf5
+    from bench.harness.datasets import write_hdf5
 
     x = np.eye(4, dtype=np.float32)
     write_hdf5(

@@ -11,7 +11,8 @@ import gzip
 import numpy as np
 import pytest
 
-from bench import datasets, synthetic, textsets
+from bench.datagen import synthetic, textsets
+from bench.harness import datasets
 
 # --------------------------------------------------------------------------- synthetic
 
@@ -406,7 +407,7 @@ def test_split_indices_hold_out_distinct_queries():
 
 
 def test_sift_unique_rows_keeps_first_occurrences_in_order():
-    from bench.sift import unique_rows
+    from bench.datagen.sift import unique_rows
 
     x = np.array([[3, 0], [1, 2], [3, 0], [0, 0], [1, 2]], dtype=np.float32)
     np.testing.assert_array_equal(unique_rows(x), [[3, 0], [1, 2], [0, 0]])

@@ -14,12 +14,13 @@ import pytest
 from lowrank import low_rank_data
 
 import quiver
-from bench import crash_test
+from bench.measure import crash_test
 
 ROOT = Path(__file__).resolve().parent.parent
 DIM = 32
 #: Reads during a continuous write load keep at least this share of idle QPS in the test (the
-#: bench script bench/concurrency.py measures the real ratio on a quiet machine; CI is noisy).
+#: script bench/measure/concurrency.py measures the real ratio on a quiet machine; CI is
+#: noisy).
 MIN_QPS_RATIO_UNDER_WRITES = 0.25
 
 
@@ -100,7 +101,7 @@ def test_damaged_files_give_a_clear_error(tmp_path, victim) -> None:
 
 @pytest.mark.slow
 def test_sigkill_during_writes_loses_no_acknowledged_write(tmp_path) -> None:
-    """The reduced crash test (the full one: python -m bench.crash_test --trials 100)."""
+    """The reduced crash test (the full one: python -m bench.measure.crash_test --trials 100)."""
     rng = np.random.default_rng(0)
     model = crash_test.Model()
     for _ in range(3):

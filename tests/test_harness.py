@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import quiver
-from bench.adapters import ALGORITHMS, make_adapter
-from bench.datasets import AnnDataset
-from bench.report import Point, pareto_frontier, qps_at_recall, summary_markdown
-from bench.runner import check_ids, is_complete, neighbor_distances, score
+from bench.harness.adapters import ALGORITHMS, make_adapter
+from bench.harness.datasets import AnnDataset
+from bench.harness.report import Point, pareto_frontier, qps_at_recall, summary_markdown
+from bench.harness.runner import check_ids, is_complete, neighbor_distances, score
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,8 +123,8 @@ def test_summary_table_ratios_and_na() -> None:
 
 def test_hdf5_round_trip(tmp_path: Path) -> None:
     pytest.importorskip("h5py")
-    from bench.datasets import read_hdf5, write_hdf5
-    from bench.harness_data import dataset_label, load_dataset
+    from bench.harness.datasets import read_hdf5, write_hdf5
+    from bench.harness.sets import dataset_label, load_dataset
 
     ds = _dataset(50, 5, 8, "euclidean")
     squared = ds.distances**2
@@ -151,7 +151,7 @@ def _available(name: str) -> str:
 
 
 def test_missing_library_names_the_extra() -> None:
-    from bench.adapters.base import require
+    from bench.harness.adapters.base import require
 
     with pytest.raises(ImportError, match=r'pip install -e "\.\[bench\]"'):
         require("no_such_module_for_quiver_bench")
@@ -204,7 +204,7 @@ def _bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_runner_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("h5py")
-    from bench.datasets import write_hdf5
+    from bench.harness.datasets import write_hdf5
 
     ds = _dataset(400, 30, 16, "angular", seed=2)
     data = tmp_path / "tiny-16-angular.hdf5"

@@ -69,7 +69,7 @@ def test_open_does_not_read_the_float_file_into_memory(saved_wordnet) -> None:
     out = _run_python(
         """
         import sys, quiver
-        from bench.memory import mapped_file_rss, rss_breakdown
+        from bench.harness.memory import mapped_file_rss, rss_breakdown
         quiver.warmup()  # import + JIT cache load before measuring
         before = rss_breakdown()["anon"]
         index = quiver.Index.open(sys.argv[1])

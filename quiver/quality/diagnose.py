@@ -29,7 +29,7 @@ Prediction = *code recall* x *navigation efficiency*:
 Statistics that explain the regime are reported alongside: mean sign-plane entropy (0 for
 non-negative data), the mean's offset from the origin relative to the spread, and the
 effective dimensionality (participation ratio of the covariance spectrum). Predicted vs
-measured recall on every benchmark set: ``python -m bench.diagnose_report``.
+measured recall on every benchmark set: ``python -m bench.measure.diagnose_report``.
 """
 
 from __future__ import annotations
