@@ -121,3 +121,17 @@ def test_search_params_resolve_defaults_and_target_recall() -> None:
     assert SearchParams(5, 32, 16).resolve(lambda t, k: 0) == (5, 32, 16)
     assert SearchParams(5, rerank=40, target_recall=0.9).resolve(lambda t, k: 24) == (5, 24, 24)
     assert SearchParams(5, target_recall=0.9).resolve(lambda t, k: 2) == (5, 5, 5)
+
+
+def test_explain_names_the_planned_strategy(coll, monkeypatch) -> None:
+    c, _ = coll
+    assert c.explain() == {"strategy": "graph", "matches": 300, "ef": 64, "rerank": 64}
+    few = {"must": [{"key": "n", "range": {"lt": 5}}]}
+    assert c.explain(few, k=3)["strategy"] == "scan" and c.explain(few)["matches"] == 5
+    import quiver.db.planner as planner
+
+    monkeypatch.setattr(planner, "SCAN_ROWS_PER_EF", 0)
+    half = c.explain({"must": [{"key": "group", "match": {"value": "a"}}]}, ef=32)
+    assert half["strategy"] == "filtered-graph" and half["matches"] == 150 and half["ef"] == 32
+    tenth = c.explain({"must": [{"key": "n", "range": {"lt": 30}}]}, ef=32)
+    assert tenth["matches"] == 30 and tenth["ef"] == 51  # 32 * sqrt(0.25 / 0.1), rounded up

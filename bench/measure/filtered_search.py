@@ -78,7 +78,6 @@ def main() -> None:
 
     import quiver
     from quiver import exact_search, recall_at_k
-    from quiver.db.collection import SCAN_ROWS_PER_EF
 
     data, pos, lexfile = load(args.set)
     x, q = data.train, data.test
@@ -120,7 +119,7 @@ def main() -> None:
                 "selectivity": round(len(match) / n, 5),
                 "matches": int(len(match)),
                 "recall_at_10": round(float(recall_at_k(got, gt, 10)), 4),
-                "strategy": "scan" if len(match) <= SCAN_ROWS_PER_EF * args.ef else "graph",
+                "strategy": c.explain(flt, k=10, ef=args.ef)["strategy"],
                 "qps": round(len(q) / secs, 1),
                 "unfiltered_qps": round(base_qps, 1),
                 "qps_ratio_to_unfiltered": round(len(q) / secs / base_qps, 3),

@@ -50,6 +50,7 @@ from quiver.db.wal import OP_DELETE, OP_UPSERT, WriteAheadLog, check_fsync_polic
 from quiver.engine import store
 from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError
 from quiver.index import Index
+from quiver.params import SearchParams
 from quiver.types import Point, ScoredPoint
 from quiver.validation import as_matrix, positive_int
 
@@ -477,6 +478,15 @@ class Collection:
         """:meth:`search` for many query vectors at once (searched in parallel).
         Thread-safe (no lock)."""
         return self.query(SearchRequest(vectors=vectors, **options))
+
+    def explain(self, filter: Any = None, *, k: int = 10, ef: int | None = None) -> dict[str, Any]:  # noqa: A002
+        """How a search with this filter would run, without running it: ``strategy``
+        ("graph", "filtered-graph" or "scan"), ``matches`` (rows it may return), ``ef`` and
+        ``rerank`` (see :mod:`quiver.db.planner`). Thread-safe (no lock)."""
+        k, ef, _ = SearchParams(k, ef).resolve(self._index.ef_for_recall)
+        view = self._view
+        plan = self._planner.plan(view, parse_filter(filter), k, ef)
+        return self._planner.describe(view, plan)
 
     def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
         """Run a :class:`~quiver.db.request.SearchRequest`: one hit list per query.

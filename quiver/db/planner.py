@@ -132,6 +132,19 @@ class FilterPlanner:
                 ef_nav = min(4 * ef_nav, math.ceil(ef_nav * max(1.0, grow)))
         return SearchPlan(kk, ef_nav, ef_res, selection, return_rows=True)
 
+    @staticmethod
+    def describe(view: CollectionView, plan: SearchPlan) -> dict[str, Any]:
+        """A plan in words: ``strategy`` ("graph", "filtered-graph" or "scan"), the rows that
+        may be returned (``matches``), the navigation list ``ef`` and the ``rerank`` depth."""
+        selection = plan.selection
+        if selection is None:
+            state = view.state
+            strategy, matches = "graph", state.count - state.n_deleted
+        else:
+            strategy = "scan" if selection.scan else "filtered-graph"
+            matches = int(selection.rows.shape[0])
+        return {"strategy": strategy, "matches": matches, "ef": plan.ef, "rerank": plan.rerank}
+
     def mask(self, view: CollectionView, flt: Filter | None) -> np.ndarray:
         """Live rows of ``view`` that match ``flt`` (bool, one per row)."""
         n = view.state.count

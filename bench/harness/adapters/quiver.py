@@ -27,7 +27,7 @@ class QuiverAdapter(Adapter):
     ) -> None:
         super().__init__(metric, threads)
         # quiver's own defaults unless a parameter is given explicitly
-        self._params = {**quiver.params.BuildParams().to_dict(), **params}
+        self._params = {**quiver.BuildParams().to_dict(), **params}
         self._params.pop("seed")
         self._index: quiver.Index | None = None
 
