@@ -521,14 +521,17 @@ class Collection:
             staging.mkdir()
             for n in names:
                 os.link(self._dir / n, staging / n)
+        tmp = target.with_name(target.name + ".tmp")
         try:
-            tmp = target.with_name(target.name + ".tmp")
             with tarfile.open(tmp, "w") as tar:
                 for n in names:
                     tar.add(staging / n, arcname=n)
             with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # no partial snapshot left behind (full disk...)
+            raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
