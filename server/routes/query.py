@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
+from starlette.responses import Response as RawResponse
 
 from quiver import ScoredPoint
 
 from ..deps import CollectionDep, LimitsDep, StateDep
+from ..rendering import rendered
 from ..schemas import (
     QueryBatchRequest,
     QueryRequest,
@@ -55,14 +57,15 @@ def _options(body: QueryRequest | QueryBatchRequest) -> dict[str, Any]:
 )
 async def query(
     body: QueryRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
-) -> Response[QueryResult]:
+) -> RawResponse:
     """The ``k`` nearest points to ``vector``, or to the stored point ``query_id`` (which is
     not among its own results), best first."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
+    limits.filter(body.filter)
     vector = None if body.vector is None else np.asarray(body.vector, dtype=np.float32)
     hits = await state.run(coll.search, vector, query_id=body.query_id, **_options(body))
-    return Response(result=_hits(hits), time=time.perf_counter() - t0)
+    return await rendered(state, lambda: _hits(hits), t0)
 
 
 @router.post(
@@ -73,11 +76,13 @@ async def query(
 )
 async def query_batch(
     body: QueryBatchRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
-) -> Response[list[QueryResult]]:
+) -> RawResponse:
     """One result list per vector, in order; the queries run in parallel."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
     limits.batch(len(body.vectors), "query vectors")
-    vectors = stack_vectors(body.vectors, coll.dim)
+    limits.results(len(body.vectors), body.k)
+    limits.filter(body.filter)
+    vectors = await state.run(stack_vectors, body.vectors, coll.dim)
     results = await state.run(coll.search_batch, vectors, **_options(body))
-    return Response(result=[_hits(r) for r in results], time=time.perf_counter() - t0)
+    return await rendered(state, lambda: (_hits(r) for r in results), t0)
