@@ -218,22 +218,28 @@ def test_restore_keeps_only_the_snapshot_files(client: TestClient, name: str) ->
     assert set(members) <= names
 
 
-def test_restore_refuses_a_tar_whose_sizes_exceed_the_file(client: TestClient, name: str) -> None:
-    """A member may not claim more bytes than the snapshot file holds (sparse members)."""
+def test_restore_refuses_a_sparse_member_larger_than_the_file(
+    client: TestClient, name: str
+) -> None:
+    """A sparse member expands to far more bytes than the upload holds: refused."""
     seed_collection(client, name)
-    members = snapshot_members(client, name)
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for member, data in members.items():
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for member, data in snapshot_members(client, name).items():
             info = tarfile.TarInfo(member)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    data = bytearray(raw.getvalue())
-    # Forge the first header's size field (octal, 12 bytes at offset 124) to 1 GiB.
-    data[124:136] = b"%011o\0" % (1 << 30)
-    checksum = sum(data[:148]) + 8 * 32 + sum(data[156:512])
-    data[148:156] = b"%06o\0 " % checksum
-    assert_error(upload(client, name + "big", bytes(data)), 400, "invalid_input")
+        sparse = tarfile.TarInfo("extra.bin")
+        sparse.size = 10
+        sparse.pax_headers = {
+            "GNU.sparse.size": str(1 << 30),  # 1 GiB once expanded
+            "GNU.sparse.map": "0,10",
+            "GNU.sparse.name": "extra.bin",
+        }
+        tar.addfile(sparse, io.BytesIO(b"x" * 10))
+    body = assert_error(upload(client, name + "sparse", raw.getvalue()), 400, "invalid_input")
+    assert "more bytes" in body["message"]
+    assert_error(client.get(f"/collections/{name}sparse"), 404)
 
 
 @pytest.mark.parametrize(
