@@ -16,6 +16,7 @@ and server errors come back as the same exception classes (``CollectionNotFoundE
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -362,10 +363,11 @@ class RemoteCollection:
         """Create a snapshot on the server and download it to ``path`` (a file, or a directory
         to put it in); returns the local file."""
         meta = self._call("POST", "/snapshots")
+        name = snapshot_file_name(meta.get("name"))
         target = Path(path)
         if target.is_dir():
-            target = target / meta["name"]
-        with self._client._http.stream("GET", f"{self._path}/snapshots/{meta['name']}") as r:
+            target = target / name
+        with self._client._http.stream("GET", f"{self._path}/snapshots/{name}") as r:
             if r.status_code >= 400:
                 r.read()
                 _raise_for(r)
@@ -373,6 +375,23 @@ class RemoteCollection:
                 for chunk in r.iter_bytes(1 << 20):
                     f.write(chunk)
         return target
+
+
+#: A snapshot name as the server makes them: a plain file name, no dot first, no separators.
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,190}\.snapshot")
+
+
+def snapshot_file_name(name: Any) -> str:
+    """``name`` (chosen by the server) if it is a plain snapshot file name, else raise
+    :class:`InvalidInputError`: a server, or anyone between, must not pick where the client
+    writes (``../``, absolute paths, separators, hidden or empty names)."""
+    if not isinstance(name, str) or not _SNAPSHOT_NAME.fullmatch(name):
+        raise InvalidInputError(
+            "the server returned the snapshot name "
+            f"{name if not isinstance(name, str) else name[:100]!r}, which is not a plain file "
+            "name (letters, digits, '_', '-', '.', ending in '.snapshot'): not downloaded"
+        )
+    return name
 
 
 def _point(r: dict[str, Any]) -> Point:

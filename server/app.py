@@ -26,11 +26,15 @@ import quiver
 from quiver import Database
 
 from .deps import ServerState, require_api_key
+from .docs import install_docs
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObserveMiddleware
+from .redact import redact_paths
 from .routes import collections, ops, points, query, snapshots
+from .routes.snapshots import remove_partial_snapshots
 from .settings import Settings
+from .timeouts import BodyTimeoutMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +57,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=quiver.__version__,
         summary="Vector search on 2-bit codes: collections, points, top-k queries.",
         lifespan=_lifespan,
+        openapi_url=None,  # served by install_docs, behind the API key
     )
     app.state.quiver = state
     install_error_handlers(app)
+    install_docs(app, public=settings.public_docs)
 
     app.include_router(ops.router)
     secured = [Depends(require_api_key)]
@@ -67,7 +73,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return settings.max_upload_bytes, "QUIVER_MAX_UPLOAD_BYTES"
         return settings.max_body_bytes, "QUIVER_MAX_BODY_BYTES"
 
-    # The last added runs first: observe everything, including 413s from the body limit.
+    # The last added runs first: observe everything, including 413s and 408s.
+    app.add_middleware(
+        BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, min_rate=settings.body_min_rate
+    )
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
     app.add_middleware(ObserveMiddleware, metrics=state.metrics, access_log=settings.access_log)
     return app
@@ -92,6 +101,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         "opening database",
         extra={"db_dir": str(s.db_dir), "fsync": s.fsync, "threads": s.threads},
     )
+    await state.write(remove_partial_snapshots, state.snapshot_dir)
     state.db = await state.write(Database, s.db_dir, fsync=s.fsync, num_threads=s.threads)
     warm = asyncio.get_running_loop().create_task(_warm_up(state))
     try:
@@ -129,5 +139,5 @@ async def _warm_up(state: ServerState) -> None:
             },
         )
     except Exception as exc:
-        state.startup_error = f"start-up failed: {type(exc).__name__}: {exc}"
+        state.startup_error = redact_paths(f"start-up failed: {type(exc).__name__}: {exc}")
         logger.exception("start-up failed")

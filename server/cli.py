@@ -70,6 +70,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from quiver.server import Settings, create_app
     from quiver.server.logs import configure_logging
+    from quiver.server.timeouts import uvicorn_options
 
     overrides = {
         key: value
@@ -96,6 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        **uvicorn_options(settings),
     )
     uvicorn.Server(config).run()
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import hmac
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Annotated, Any, TypeVar
@@ -20,7 +20,7 @@ from quiver import Collection, Database
 
 from .errors import ApiError
 from .metrics import Metrics
-from .schemas import CollectionNamePattern
+from .schemas import CollectionNamePattern, Filter, HasIdCondition
 from .settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -125,6 +125,23 @@ class Limits:
                 f"ef={ef} exceeds the server limit of {self.settings.max_ef} (QUIVER_MAX_EF)",
             )
 
+    def results(self, queries: int, k: int) -> None:
+        """422 when a batch query could return more than ``max_batch_results`` hits."""
+        total = queries * k
+        if total > self.settings.max_batch_results:
+            raise ApiError(
+                422,
+                "limit_exceeded",
+                f"{queries} query vectors x k={k} = {total} results in one request; the limit "
+                f"is {self.settings.max_batch_results} (QUIVER_MAX_BATCH_RESULTS): split the "
+                "batch or lower k",
+            )
+
+    def filter(self, flt: Filter | None) -> None:
+        """413 when a filter's ``has_id`` lists hold more than ``max_batch`` ids together."""
+        ids = sum(len(c.has_id) for c in _conditions(flt) if isinstance(c, HasIdCondition))
+        self.batch(ids, "ids in the filter's has_id lists")
+
     def dim(self, dim: int) -> None:
         """422 when a new collection's dimension exceeds ``max_dim``."""
         if dim > self.settings.max_dim:
@@ -133,6 +150,18 @@ class Limits:
                 "limit_exceeded",
                 f"dim={dim} exceeds the server limit of {self.settings.max_dim} (QUIVER_MAX_DIM)",
             )
+
+
+def _conditions(flt: Filter | None) -> Iterator[Any]:
+    """Every condition of a filter, nested filters' included."""
+    stack = [flt] if flt is not None else []
+    while stack:
+        f = stack.pop()
+        for condition in (*(f.must or ()), *(f.should or ()), *(f.must_not or ())):
+            if isinstance(condition, Filter):
+                stack.append(condition)
+            else:
+                yield condition
 
 
 async def get_limits(state: StateDep) -> Limits:

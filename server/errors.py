@@ -27,6 +27,8 @@ from quiver.errors import (
     QuiverError,
 )
 
+from .redact import redact_paths
+
 logger = logging.getLogger(__name__)
 
 _STATUS: dict[type[Exception], int] = {
@@ -49,6 +51,7 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -70,8 +73,9 @@ class ApiError(StarletteHTTPException):
 def error_response(
     status: int, error: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    """The one error body shape."""
-    return JSONResponse({"error": error, "message": message, **extra}, status, headers=headers)
+    """The one error body shape (absolute server paths in ``message`` reduced to names)."""
+    body = {"error": error, "message": redact_paths(message), **extra}
+    return JSONResponse(body, status, headers=headers)
 
 
 def _summarise(errors: list[dict[str, Any]]) -> str:

@@ -26,7 +26,10 @@ class Settings(BaseSettings):
     benchmark data-set cache (``bench/harness/datasets.py``).
     """
 
-    model_config = SettingsConfigDict(env_prefix="QUIVER_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a rejected API key is not echoed in the error (or the log).
+    model_config = SettingsConfigDict(
+        env_prefix="QUIVER_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     db_dir: Path = Field(Path("quiver-db"), description="database directory (one server owns it)")
     snapshot_dir: Path | None = Field(
@@ -66,12 +69,53 @@ class Settings(BaseSettings):
     max_k: int = Field(1_000, ge=1, le=100_000, description="largest k (and scroll limit)")
     max_ef: int = Field(4_096, ge=1, le=100_000, description="largest ef")
     max_dim: int = Field(8_192, ge=1, le=65_536, description="largest collection dimension")
+    max_batch_results: int = Field(
+        100_000,
+        ge=1,
+        le=100_000_000,
+        description="most hits one batch query may return (query vectors x k)",
+    )
+    public_docs: bool = Field(
+        False, description="serve /docs, /redoc and /openapi.json without the API key"
+    )
+    header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="seconds a connection may take to send a request's headers",
+    )
+    body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        le=86_400,
+        description="seconds a request body may take (plus 1 s per body_min_rate bytes)",
+    )
+    body_min_rate: int = Field(
+        2**20,
+        ge=1,
+        description="bytes per second a long body (an upload) must keep up past body_timeout_s",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
     def _empty_key_is_no_key(cls, value: object) -> object:
         """``QUIVER_API_KEY=""`` (e.g. compose's unset default) means no key, not an empty one."""
         return None if value == "" else value
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_visible_ascii(cls, value: SecretStr | None) -> SecretStr | None:
+        """A key must fit in an HTTP header as is: printable ASCII, no spaces."""
+        if value is None:
+            return None
+        for position, char in enumerate(value.get_secret_value()):
+            if not "!" <= char <= "~":
+                raise ValueError(
+                    "the API key (QUIVER_API_KEY) must be visible ASCII characters (letters, "
+                    "digits, punctuation; no spaces, control or non-ASCII characters), got "
+                    f"U+{ord(char):04X} at position {position}"
+                )
+        return value
 
     def resolved_snapshot_dir(self) -> Path:
         """The snapshot directory, defaulting to a sibling of the database directory."""

@@ -16,7 +16,6 @@ import fcntl
 import logging
 import os
 import shutil
-import tarfile
 import threading
 import uuid
 from pathlib import Path
@@ -28,12 +27,12 @@ from quiver.db.collection import (
     Collection,
 )
 from quiver.db.files import CONFIG_FILE, CollectionConfig, check_name, read_config, write_config
+from quiver.db.snapshot_archive import extract_snapshot
 from quiver.db.wal import check_fsync_policy
 from quiver.engine import store
 from quiver.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
-    CorruptIndexError,
     DatabaseLockedError,
     InvalidInputError,
 )
@@ -204,11 +203,7 @@ class Database:
         staging = self._path / COLLECTIONS_DIR / f".restore-{name}-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
         try:
-            try:
-                with tarfile.open(file, "r") as tar:
-                    tar.extractall(staging, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                raise CorruptIndexError(f"{file}: not a readable snapshot: {exc}") from exc
+            extract_snapshot(file, staging, CONFIG_FILE)  # only what a snapshot holds
             config = read_config(staging)
             store.read_manifest(staging)  # present and of a known format
             write_config(staging, config.renamed(name))

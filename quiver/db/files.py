@@ -145,10 +145,14 @@ def published_files(directory: Path) -> list[str]:
 def write_snapshot(staging: Path, names: list[str], target: Path) -> Path:
     """Write the files ``names`` of ``staging`` into the tar ``target`` (atomically)."""
     tmp = target.with_name(target.name + ".tmp")
-    with tarfile.open(tmp, "w") as tar:
-        for n in names:
-            tar.add(staging / n, arcname=n)
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+    try:
+        with tarfile.open(tmp, "w") as tar:
+            for n in names:
+                tar.add(staging / n, arcname=n)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no partial snapshot left behind (full disk...)
+        raise
     return target

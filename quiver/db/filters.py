@@ -30,6 +30,8 @@ from quiver.errors import InvalidFilterError
 _CLAUSES = ("must", "should", "must_not")
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
 MAX_FILTER_DEPTH = 8
+#: Longest ``has_id`` or ``match.any`` / ``match.except`` list in a filter.
+MAX_FILTER_VALUES = 100_000
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,13 @@ def _scalar(value: Any, where: str) -> Any:
     )
 
 
+def _check_length(values: list[Any], where: str) -> None:
+    if len(values) > MAX_FILTER_VALUES:
+        raise InvalidFilterError(
+            f"{where} holds at most {MAX_FILTER_VALUES} values, got {len(values)}"
+        )
+
+
 def _parse_condition(obj: Any, where: str, depth: int) -> Any:
     if not isinstance(obj, dict):
         raise InvalidFilterError(f"{where} must be an object, got {type(obj).__name__}")
@@ -110,6 +119,7 @@ def _parse_condition(obj: Any, where: str, depth: int) -> Any:
     if "has_id" in obj:
         if set(obj) != {"has_id"} or not isinstance(obj["has_id"], list):
             raise InvalidFilterError(f"{where}: has_id takes a list of ids and nothing else")
+        _check_length(obj["has_id"], f"{where}.has_id")
         return HasId(tuple(obj["has_id"]))
     key = obj.get("key")
     if not isinstance(key, str) or not key:
@@ -149,6 +159,7 @@ def _parse_condition(obj: Any, where: str, depth: int) -> Any:
     if kind in ("any", "except"):
         if not isinstance(value, list):
             raise InvalidFilterError(f"{where}.match.{kind} must be a list, got {value!r}")
+        _check_length(value, f"{where}.match.{kind}")
         return Match(key, tuple(_scalar(v, where) for v in value), negate=kind == "except")
     raise InvalidFilterError(
         f"{where}.match: unknown kind {kind!r}; expected 'value', 'any' or 'except'"

@@ -19,6 +19,41 @@ import numpy as np
 from quiver.errors import InvalidInputError
 
 MISSING = object()  # a field absent from a payload
+#: Deepest nesting of objects and lists in a payload (the payload object itself is level 1):
+#: deeper values would break JSON encoders with recursion limits on every later read.
+MAX_PAYLOAD_DEPTH = 32
+#: Largest payload, as UTF-8 JSON text.
+MAX_PAYLOAD_BYTES = 1 << 20
+
+
+def payload_depth(value: Any, stop_after: int | None = None) -> int:
+    """Nesting depth of objects and lists in ``value`` (a scalar is 0, ``{}`` is 1), without
+    recursion; stops counting once the depth exceeds ``stop_after``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if stop_after is not None and deepest > stop_after:
+            break
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def check_payload_depth(payload: Any, where: str = "payload") -> None:
+    """Raise :class:`InvalidInputError` when ``payload`` nests deeper than the limit."""
+    depth = payload_depth(payload, stop_after=MAX_PAYLOAD_DEPTH)
+    if depth > MAX_PAYLOAD_DEPTH:
+        raise InvalidInputError(
+            f"{where} nests objects and lists at most {MAX_PAYLOAD_DEPTH} levels deep, "
+            f"got more than {MAX_PAYLOAD_DEPTH}"
+        )
 
 
 def encode_payload(payload: Any, where: str = "payload") -> str | None:
@@ -31,9 +66,18 @@ def encode_payload(payload: Any, where: str = "payload") -> str | None:
         )
     try:
         text = json.dumps(payload, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
-        text.encode("utf-8")  # lone surrogates cannot be stored as UTF-8
+        size = len(text.encode("utf-8"))  # lone surrogates cannot be stored as UTF-8
+    except RecursionError:
+        check_payload_depth(payload, where)
+        raise
     except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
         raise InvalidInputError(f"{where} is not JSON-serialisable as UTF-8: {exc}") from exc
+    if text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH:  # cheap test before the walk
+        check_payload_depth(payload, where)
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidInputError(
+            f"{where} is at most {MAX_PAYLOAD_BYTES} bytes of JSON, got {size} bytes"
+        )
     return text
 
 

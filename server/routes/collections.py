@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from ..deps import CollectionDep, CollectionName, DbDep, LimitsDep, StateDep
+from ..redact import public_info
 from ..schemas import (
     CollectionDescription,
     CollectionInfo,
@@ -49,7 +50,7 @@ async def create_collection(
     params = body.model_dump()
     coll = await state.write(db.create_collection, name, params.pop("dim"), **params)
     info = await state.run(coll.info)
-    return Response(result=CollectionInfo(**info), time=time.perf_counter() - t0)
+    return Response(result=CollectionInfo(**public_info(info)), time=time.perf_counter() - t0)
 
 
 @router.get(
@@ -62,7 +63,7 @@ async def collection_info(coll: CollectionDep, state: StateDep) -> Response[Coll
     """Count, dim, metric, id type, parameters, hot/cold bytes, deleted points and status."""
     t0 = time.perf_counter()
     info = await state.run(coll.info)
-    return Response(result=CollectionInfo(**info), time=time.perf_counter() - t0)
+    return Response(result=CollectionInfo(**public_info(info)), time=time.perf_counter() - t0)
 
 
 @router.delete(

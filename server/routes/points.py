@@ -7,8 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter
 from fastapi import Path as PathParam
+from starlette.responses import Response as RawResponse
 
 from ..deps import CollectionDep, LimitsDep, StateDep
+from ..rendering import rendered
 from ..schemas import (
     MAX_ID_CHARS,
     CountRequest,
@@ -38,7 +40,7 @@ async def upsert(
     t0 = time.perf_counter()
     limits.batch(len(body.points), "points")
     ids = [p.id for p in body.points]
-    vectors = stack_vectors([p.vector for p in body.points], coll.dim)
+    vectors = await state.run(stack_vectors, [p.vector for p in body.points], coll.dim)
     payloads = [p.payload for p in body.points]
     n = await state.write(
         coll.upsert, ids, vectors, payloads if any(p is not None for p in payloads) else None
@@ -58,6 +60,7 @@ async def delete(
         limits.batch(len(body.points), "ids")
         n = await state.write(coll.delete, body.points)
     else:
+        limits.filter(body.filter)
         n = await state.write(coll.delete_by_filter, filter_dict(body.filter))
     return Response(result=DeleteResult(deleted=n), time=time.perf_counter() - t0)
 
@@ -69,33 +72,36 @@ async def get_point(
     state: StateDep,
     with_payload: bool = True,
     with_vector: bool = False,
-) -> Response[Record]:
+) -> RawResponse:
     """One point by id (404 ``point_not_found`` if it doesn't exist)."""
     t0 = time.perf_counter()
     pid = parse_path_id(coll, id)
     p = await state.run(coll.get, pid, with_payload=with_payload, with_vector=with_vector)
-    return Response(result=record(p), time=time.perf_counter() - t0)
+    return await rendered(state, lambda: record(p), t0)
 
 
 @router.post("", response_model=Response[list[Record]], responses=ERRORS, summary="Get many points")
 async def retrieve(
     body: GetPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
-) -> Response[list[Record]]:
+) -> RawResponse:
     """The points with these ids, in request order; missing ids are skipped."""
     t0 = time.perf_counter()
     limits.batch(len(body.ids), "ids")
     points = await state.run(
         coll.retrieve, body.ids, with_payload=body.with_payload, with_vector=body.with_vector
     )
-    return Response(result=[record(p) for p in points], time=time.perf_counter() - t0)
+    return await rendered(state, lambda: (record(p) for p in points), t0)
 
 
 @router.post(
     "/count", response_model=Response[CountResult], responses=ERRORS, summary="Count points"
 )
-async def count(body: CountRequest, coll: CollectionDep, state: StateDep) -> Response[CountResult]:
+async def count(
+    body: CountRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> Response[CountResult]:
     """Number of points, or of points matching ``filter``."""
     t0 = time.perf_counter()
+    limits.filter(body.filter)
     n = await state.run(coll.count, filter_dict(body.filter))
     return Response(result=CountResult(count=n), time=time.perf_counter() - t0)
 
@@ -105,10 +111,11 @@ async def count(body: CountRequest, coll: CollectionDep, state: StateDep) -> Res
 )
 async def scroll(
     body: ScrollRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
-) -> Response[ScrollResult]:
+) -> RawResponse:
     """A page of points in id order from ``offset``; pass ``next_page_offset`` to continue."""
     t0 = time.perf_counter()
     limits.k(body.limit, None)
+    limits.filter(body.filter)
     points, next_offset = await state.run(
         coll.scroll,
         limit=body.limit,
@@ -117,5 +124,8 @@ async def scroll(
         with_payload=body.with_payload,
         with_vector=body.with_vector,
     )
-    result = ScrollResult(points=[record(p) for p in points], next_page_offset=next_offset)
-    return Response(result=result, time=time.perf_counter() - t0)
+
+    def build() -> ScrollResult:
+        return ScrollResult(points=[record(p) for p in points], next_page_offset=next_offset)
+
+    return await rendered(state, build, t0)

@@ -6,10 +6,12 @@ import time
 
 import numpy as np
 from fastapi import APIRouter
+from starlette.responses import Response as RawResponse
 
 from quiver import ScoredPoint
 
 from ..deps import CollectionDep, LimitsDep, StateDep
+from ..rendering import rendered
 from ..schemas import (
     QueryBatchRequest,
     QueryRequest,
@@ -41,17 +43,18 @@ def _hits(points: list[ScoredPoint]) -> QueryResult:
 )
 async def query(
     body: QueryRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
-) -> Response[QueryResult]:
+) -> RawResponse:
     """The ``k`` nearest points to ``vector``, or to the stored point ``query_id`` (which is
     not among its own results), best first."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
+    limits.filter(body.filter)
     if body.vector is None:
         request = body.search_request(ids=[body.query_id])
     else:
         request = body.search_request(vectors=np.asarray(body.vector, dtype=np.float32))
     results = await state.run(coll.query, request)
-    return Response(result=_hits(results[0]), time=time.perf_counter() - t0)
+    return await rendered(state, lambda: _hits(results[0]), t0)
 
 
 @router.post(
@@ -62,11 +65,13 @@ async def query(
 )
 async def query_batch(
     body: QueryBatchRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
-) -> Response[list[QueryResult]]:
+) -> RawResponse:
     """One result list per vector, in order; the queries run in parallel."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
     limits.batch(len(body.vectors), "query vectors")
-    vectors = stack_vectors(body.vectors, coll.dim)
+    limits.results(len(body.vectors), body.k + body.offset)
+    limits.filter(body.filter)
+    vectors = await state.run(stack_vectors, body.vectors, coll.dim)
     results = await state.run(coll.query, body.search_request(vectors=vectors))
-    return Response(result=[_hits(r) for r in results], time=time.perf_counter() - t0)
+    return await rendered(state, lambda: (_hits(r) for r in results), t0)

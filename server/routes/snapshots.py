@@ -21,10 +21,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
 
-from quiver.errors import CorruptIndexError, InvalidInputError
+from quiver.errors import CorruptIndexError, FormatVersionError, InvalidInputError
 
 from ..deps import CollectionDep, CollectionName, DbDep, StateDep
 from ..errors import ApiError
+from ..redact import public_info
 from ..schemas import (
     CollectionInfo,
     ErrorBody,
@@ -39,6 +40,7 @@ router = APIRouter(prefix="/collections/{name}/snapshots", tags=["snapshots"])
 
 SnapshotName = Annotated[str, Path(pattern=SnapshotNamePattern, description="snapshot file")]
 SUFFIX = ".snapshot"
+PARTIAL_SUFFIX = SUFFIX + ".tmp"  # a snapshot being written (Collection.snapshot) or uploaded
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "not a valid snapshot"},
     404: {"model": ErrorBody, "description": "unknown collection or snapshot"},
@@ -70,13 +72,28 @@ def _snapshot_path(state: StateDep, collection: str, snapshot: str) -> FsPath:
     return path
 
 
+def remove_partial_snapshots(snapshot_dir: FsPath) -> int:
+    """Delete the partial snapshot files a crash (or a full disk) left behind; how many."""
+    removed = 0
+    for path in snapshot_dir.glob(f"*/*{PARTIAL_SUFFIX}"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError as exc:
+            logger.warning("could not remove partial snapshot %s: %s", path.name, exc)
+    if removed:
+        logger.info("removed partial snapshot files", extra={"count": removed})
+    return removed
+
+
 async def _restore(state: StateDep, db: DbDep, path: FsPath, name: str) -> CollectionInfo:
-    """Restore ``path`` as collection ``name``; a file that is no snapshot is a 400."""
+    """Restore ``path`` as collection ``name``; a file that is no snapshot (damaged, of an
+    unknown format version, or missing its files) is a 400 that says why."""
     try:
         coll = await state.write(db.restore_snapshot, path, name)
-    except (CorruptIndexError, tarfile.TarError) as exc:
+    except (CorruptIndexError, FormatVersionError, tarfile.TarError) as exc:
         raise InvalidInputError(f"not a valid quiver snapshot: {exc}") from exc
-    return CollectionInfo(**await state.run(coll.info))
+    return CollectionInfo(**public_info(await state.run(coll.info)))
 
 
 @router.post(
@@ -200,17 +217,20 @@ async def upload_snapshot(
     name: CollectionName, request: Request, db: DbDep, state: StateDep
 ) -> Response[CollectionInfo]:
     """Restore a snapshot file sent as the raw request body as the new collection ``{name}``.
-    The file is kept among ``{name}``'s snapshots."""
+    The file is kept among ``{name}``'s snapshots once restored (a partial or refused upload is
+    not)."""
     t0 = time.perf_counter()
     folder = state.snapshot_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"uploaded-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+    partial = path.with_name(path.name + ".tmp")
     try:
-        async with await anyio.open_file(path, "wb") as f:
+        async with await anyio.open_file(partial, "wb") as f:
             async for chunk in request.stream():
                 await f.write(chunk)
-        info = await _restore(state, db, path, name)
+        info = await _restore(state, db, partial, name)
+        os.replace(partial, path)
     except BaseException:
-        path.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     return Response(result=info, time=time.perf_counter() - t0)

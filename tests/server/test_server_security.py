@@ -64,7 +64,8 @@ def test_health_needs_no_key_and_the_right_key_works(keyed: TestClient) -> None:
 
 
 def test_openapi_declares_the_key(keyed: TestClient) -> None:
-    spec = keyed.get("/openapi.json").json()
+    assert keyed.get("/openapi.json").status_code == 401
+    spec = keyed.get("/openapi.json", headers=GOOD).json()
     assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "api-key"
 
 

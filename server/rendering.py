@@ -1,0 +1,97 @@
+"""Responses built and serialised in the worker pool, off the event loop.
+
+Turning a large result into JSON (a batch of thousands of hit lists, a page of payloads) is CPU
+work; on the event loop it would stall every other request, ``/healthz`` included, for as long
+as it runs. Route handlers hand :func:`rendered` a function that builds the response model; it
+runs with the serialisation in the worker pool and the loop only sends the bytes.
+
+Reads never fail on stored data: a payload stored before payloads were bounded may nest deeper
+than a JSON encoder allows; it is then replaced in the response by a note saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
+from starlette.responses import Response
+
+from quiver.db import payloads
+
+from .deps import ServerState
+
+logger = logging.getLogger(__name__)
+
+#: The key of the note that replaces an unreadable stored payload in a response.
+UNREADABLE_PAYLOAD_KEY = "_unreadable_payload"
+
+
+async def rendered(
+    state: ServerState, build: Callable[[], BaseModel | Iterator[BaseModel]], t0: float
+) -> Response:
+    """The response envelope (``{"result": ..., "time": ...}``, as
+    :class:`~quiver.server.schemas.Response`) of what ``build()`` returns, built and serialised
+    in the worker pool; ``t0`` is when the request started."""
+    body = await state.run(render_json, build, t0)
+    return Response(body, media_type="application/json")
+
+
+def render_json(build: Callable[[], BaseModel | Iterator[BaseModel]], t0: float) -> bytes:
+    """The JSON envelope of ``build()``: one model, or an iterator of models for a list result.
+
+    A list is built and serialised one item at a time: each item's objects are freed before
+    the next is built (millions of live objects would make the garbage collector stop every
+    thread, the event loop's included, for long pauses), and no single serialiser call holds
+    the GIL for the whole result.
+    """
+    result = build()
+    if isinstance(result, BaseModel):
+        body = _to_json(result)
+    else:
+        body = b"[" + b",".join(_to_json(item) for item in result) + b"]"
+    seconds = json.dumps(time.perf_counter() - t0).encode()
+    return b'{"result":' + body + b',"time":' + seconds + b"}"
+
+
+def _to_json(model: BaseModel) -> bytes:
+    try:
+        return model.__pydantic_serializer__.to_json(model)
+    except PydanticSerializationError:
+        if not _replace_deep_payloads(model):
+            raise
+        return model.__pydantic_serializer__.to_json(model)
+
+
+def _replace_deep_payloads(model: BaseModel) -> int:
+    """Replace every payload nested deeper than the limit with a note; how many."""
+    limit = payloads.MAX_PAYLOAD_DEPTH
+    replaced = 0
+    for item in _models(model):
+        payload = getattr(item, "payload", None)
+        if payload is not None and payloads.payload_depth(payload, stop_after=limit) > limit:
+            note = (
+                f"the stored payload nests deeper than {limit} levels and cannot be returned; "
+                "upsert the point again with a flatter payload"
+            )
+            item.payload = {UNREADABLE_PAYLOAD_KEY: note}
+            replaced += 1
+    if replaced:
+        logger.warning("replaced %d stored payloads nested deeper than %d levels", replaced, limit)
+    return replaced
+
+
+def _models(value: Any) -> Iterator[BaseModel]:
+    """Every pydantic model inside ``value`` (itself included), through fields and lists."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, BaseModel):
+            yield item
+            stack.extend(getattr(item, name) for name in type(item).model_fields)
+        elif isinstance(item, list):
+            stack.extend(item)
