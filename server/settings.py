@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     max_k: int = Field(1_000, ge=1, le=100_000, description="largest k (and scroll limit)")
     max_ef: int = Field(4_096, ge=1, le=100_000, description="largest ef")
     max_dim: int = Field(8_192, ge=1, le=65_536, description="largest collection dimension")
+    qdrant_prefix: str = Field(
+        "/qdrant",
+        pattern=r"^(/[A-Za-z0-9_.-]+)*$",
+        description="path prefix of the Qdrant-compatible API (docs/QDRANT.md); '' turns it off",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod
