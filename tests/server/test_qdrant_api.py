@@ -37,6 +37,8 @@ def test_envelope_and_quiver_api_unchanged(api: TestClient) -> None:
     assert "status" not in native.json()
     root = api.get(Q).json()
     assert root["version"].startswith("1.") and "quiver_version" in root
+    metrics = api.get("/metrics").text  # counted apart from quiver's own routes
+    assert 'route="/qdrant/collections/{name}"' in metrics
     slash = api.get(f"{Q}/").json()
     assert slash["version"] == root["version"] and slash["title"] == root["title"]
 
