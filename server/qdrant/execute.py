@@ -84,11 +84,12 @@ def get_point(coll: Collection, raw_id: str) -> dict[str, Any]:
     return tr.record_out(point, tr.PayloadSelector(True), True)
 
 
-def scroll(coll: Collection, body: ScrollPoints, max_limit: int) -> dict[str, Any]:
-    """A page of points from ``offset`` with the next page's first id."""
+def scroll(coll: Collection, body: ScrollPoints) -> dict[str, Any]:
+    """A page of points from ``offset`` (in storage order, not id order as in Qdrant) with
+    the next page's first id."""
     if body.order_by is not None:
         raise tr.unsupported("scroll order_by is")
-    limit = min(body.limit or tr.DEFAULT_LIMIT, max_limit)
+    limit = body.limit or tr.DEFAULT_LIMIT
     selector = tr.payload_selector_in(body.with_payload, default=True)
     with_vector = tr.with_vector_in(body.with_vector)
     points, next_offset = coll.scroll(

@@ -177,10 +177,12 @@ async def get_point(
 
 
 @router.post("/collections/{name}/points/scroll", summary="Scroll points")
-async def scroll_points(body: ScrollPoints, coll: CollectionDep, state: StateDep) -> JSONResponse:
+async def scroll_points(
+    body: ScrollPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
     t0 = time.perf_counter()
-    result = await state.run(execute.scroll, coll, body, state.settings.max_k)
-    return envelope(result, t0)
+    limits.k(body.limit or tr.DEFAULT_LIMIT, None)
+    return envelope(await state.run(execute.scroll, coll, body), t0)
 
 
 @router.post("/collections/{name}/points/count", summary="Count points")
