@@ -30,6 +30,7 @@ from .docs import install_docs
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObserveMiddleware
+from .qdrant import mount_qdrant
 from .redact import redact_paths
 from .routes import collections, ops, points, query, snapshots
 from .routes.snapshots import remove_partial_snapshots
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     secured = [Depends(require_api_key)]
     for module in (collections, points, query, snapshots):
         app.include_router(module.router, dependencies=secured)
+    if settings.qdrant_prefix:
+        mount_qdrant(app, state, settings.qdrant_prefix)
 
     def limit_for(path: str) -> tuple[int, str]:
         if path.endswith(UPLOAD_SUFFIX):

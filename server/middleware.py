@@ -76,6 +76,7 @@ class ObserveMiddleware:
                 status = message["status"]
             await send(message)
 
+        root_path = scope.get("root_path", "")
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, observed_send)
@@ -83,7 +84,10 @@ class ObserveMiddleware:
             seconds = time.perf_counter() - t0
             self.metrics.in_flight.dec()
             route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            # a mounted sub-application (the Qdrant-compatible API) extends root_path by its
+            # prefix: keep it in the template, apart from quiver's own routes
+            mount = scope.get("root_path", "")[len(root_path) :]
+            template = mount + getattr(route, "path", "") if route else "<unmatched>"
             self.metrics.observe(scope["method"], template, status, seconds)
             if self.access_log:
                 client = scope.get("client")

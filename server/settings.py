@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         ge=1,
         description="bytes per second a long body (an upload) must keep up past body_timeout_s",
     )
+    qdrant_prefix: str = Field(
+        "/qdrant",
+        pattern=r"^(/[A-Za-z0-9_.-]+)*$",
+        description="path prefix of the Qdrant-compatible API (docs/QDRANT.md); '' turns it off",
+    )
 
     @field_validator("api_key", mode="before")
     @classmethod

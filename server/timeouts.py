@@ -62,15 +62,16 @@ class _HeaderDeadline:
 
     def data_received(self, data: bytes) -> None:
         waiting = getattr(self, "_header_timer", None) is not None
-        if waiting:
-            self._header_bytes += len(data)
-            if self._header_bytes > MAX_HEADER_BYTES and self._waiting_for_headers():
-                self._disarm_header_deadline()
-                self.transport.close()
-                return
         super().data_received(data)  # type: ignore[misc]
-        if waiting and not self._waiting_for_headers():
+        if not waiting:
+            return
+        if not self._waiting_for_headers():  # the headers are complete (body bytes may follow
+            self._disarm_header_deadline()  # in the same chunk: they are not header bytes)
+            return
+        self._header_bytes += len(data)
+        if self._header_bytes > MAX_HEADER_BYTES:
             self._disarm_header_deadline()
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()  # type: ignore[misc]

@@ -95,3 +95,21 @@ def test_a_trickling_body_gets_408(server: ServerProcess) -> None:
         assert b"QUIVER_BODY_TIMEOUT_S" in data
         assert time.monotonic() - t0 < 5 * TIMEOUT_S
     assert_still_serving(server)
+
+
+def test_a_large_body_on_a_kept_alive_connection_is_not_taken_for_headers(
+    server: ServerProcess,
+) -> None:
+    """Headers and a body over the header-size bound arriving in one chunk after a previous
+    response (a client reusing its connection for a big upsert) must be served, not cut."""
+    body = b'{"points": [' + b"0," * 60_000 + b"0]}"  # ~120 KB: a 422, not a dropped connection
+    request = (
+        b"PUT /collections/none/points HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with connect(server.url) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        sock.sendall(request)
+        sock.settimeout(10)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 4")

@@ -1,0 +1,265 @@
+"""Thin handlers of the Qdrant-compatible API: parse, run in the worker pool, wrap the result
+in Qdrant's envelope ``{"result": ..., "status": "ok", "time": seconds}``."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+import quiver
+from quiver import Collection
+from quiver.errors import CollectionNotFoundError
+
+from ..deps import CollectionDep, CollectionName, DbDep, LimitsDep, StateDep
+from ..schemas import MAX_ID_CHARS
+from . import execute
+from . import translate as tr
+from .schemas import (
+    CountPoints,
+    CreateCollection,
+    CreateFieldIndex,
+    DeletePoints,
+    QueryBatch,
+    QueryPoints,
+    RetrievePoints,
+    ScrollPoints,
+    SearchBatch,
+    SearchPoints,
+    UpdateCollection,
+    UpsertPoints,
+)
+
+logger = logging.getLogger(__name__)
+router = APIRouter()
+
+#: The Qdrant REST API version this subset follows (the qdrant-client it is tested with).
+QDRANT_API_VERSION = "1.20.0"
+_operation_ids = itertools.count()
+
+
+def envelope(result: Any, t0: float, headers: dict[str, str] | None = None) -> JSONResponse:
+    """Qdrant's success envelope."""
+    body = {"result": result, "status": "ok", "time": time.perf_counter() - t0}
+    return JSONResponse(body, headers=headers)
+
+
+def completed() -> dict[str, Any]:
+    """Qdrant's UpdateResult: quiver acknowledges a write once it is durable and searchable,
+    so ``wait=true`` and ``wait=false`` both answer ``completed``."""
+    return {"operation_id": next(_operation_ids), "status": "completed"}
+
+
+def _payload_types(request: Request) -> dict[str, dict[str, str]]:
+    """Payload index types asked for through this API, per collection (in memory)."""
+    types: dict[str, dict[str, str]] = request.app.state.payload_types
+    return types
+
+
+@router.get("/", summary="Version")
+async def root() -> JSONResponse:
+    """Title and the Qdrant API version followed (the client checks it)."""
+    t0 = time.perf_counter()
+    body = {
+        "title": "quiver (Qdrant-compatible REST subset)",
+        "version": QDRANT_API_VERSION,
+        "quiver_version": quiver.__version__,
+    }
+    return JSONResponse(body | {"time": time.perf_counter() - t0})
+
+
+@router.get("/collections", summary="List collections")
+async def list_collections(db: DbDep, state: StateDep) -> JSONResponse:
+    t0 = time.perf_counter()
+    names = await state.run(db.list_collections)
+    return envelope({"collections": [{"name": n} for n in names]}, t0)
+
+
+@router.get("/collections/{name}/exists", summary="Does a collection exist")
+async def collection_exists(name: CollectionName, db: DbDep) -> JSONResponse:
+    t0 = time.perf_counter()
+    return envelope({"exists": name in db.list_collections()}, t0)
+
+
+@router.put("/collections/{name}", summary="Create a collection")
+async def create_collection(
+    name: CollectionName, body: CreateCollection, db: DbDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    """Create a collection with ``id_type="string"`` (integer and UUID ids). Options that
+    change nothing in quiver are accepted and listed in the ``x-quiver-ignored`` header."""
+    t0 = time.perf_counter()
+    new = tr.create_in(body)
+    limits.dim(new.dim)
+    await state.write(
+        db.create_collection, name, new.dim, new.metric, id_type="string", **new.build
+    )
+    headers = {}
+    if new.ignored:
+        logger.info("create %r: ignored options %s", name, new.ignored)
+        headers["x-quiver-ignored"] = ", ".join(new.ignored)
+    return envelope(True, t0, headers)
+
+
+@router.get("/collections/{name}", summary="Describe a collection")
+async def collection_info(coll: CollectionDep, state: StateDep, request: Request) -> JSONResponse:
+    t0 = time.perf_counter()
+    types = _payload_types(request).get(coll.name, {})
+    info = await state.run(coll.info)
+    schema = await state.run(execute.payload_schema, coll, types)
+    return envelope(tr.collection_info_out(info, schema), t0)
+
+
+@router.patch("/collections/{name}", summary="Update a collection (no-op)")
+async def update_collection(coll: CollectionDep, body: UpdateCollection) -> JSONResponse:
+    """Accepted where it changes nothing quiver has (optimizer, HNSW tuning); refused for
+    quantization, sparse vectors and vector parameters."""
+    t0 = time.perf_counter()
+    tr.update_in(body)
+    return envelope(True, t0)
+
+
+@router.delete("/collections/{name}", summary="Delete a collection")
+async def delete_collection(
+    name: CollectionName, db: DbDep, state: StateDep, request: Request
+) -> JSONResponse:
+    """``true`` when it existed, ``false`` otherwise (as Qdrant answers)."""
+    t0 = time.perf_counter()
+    try:
+        await state.write(db.drop_collection, name)
+    except CollectionNotFoundError:
+        return envelope(False, t0)
+    _payload_types(request).pop(name, None)
+    return envelope(True, t0)
+
+
+@router.put("/collections/{name}/points", summary="Upsert points")
+async def upsert_points(
+    body: UpsertPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    n = len(body.points) if body.points is not None else len(body.batch.ids if body.batch else [])
+    limits.batch(n, "points")
+    await state.write(execute.upsert, coll, body)
+    return envelope(completed(), t0)
+
+
+@router.post("/collections/{name}/points/delete", summary="Delete points")
+async def delete_points(
+    body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.batch(len(body.points or ()), "ids")
+    await state.write(execute.delete, coll, body)
+    return envelope(completed(), t0)
+
+
+@router.post("/collections/{name}/points", summary="Retrieve points")
+async def retrieve_points(
+    body: RetrievePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.batch(len(body.ids), "ids")
+    return envelope(await state.run(execute.retrieve, coll, body), t0)
+
+
+@router.get("/collections/{name}/points/{id}", summary="Retrieve a point")
+async def get_point(
+    id: Annotated[str, PathParam(max_length=MAX_ID_CHARS)], coll: CollectionDep, state: StateDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    return envelope(await state.run(execute.get_point, coll, id), t0)
+
+
+@router.post("/collections/{name}/points/scroll", summary="Scroll points")
+async def scroll_points(
+    body: ScrollPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.k(body.limit or tr.DEFAULT_LIMIT, None)
+    return envelope(await state.run(execute.scroll, coll, body), t0)
+
+
+@router.post("/collections/{name}/points/count", summary="Count points")
+async def count_points(body: CountPoints, coll: CollectionDep, state: StateDep) -> JSONResponse:
+    t0 = time.perf_counter()
+    return envelope(await state.run(execute.count, coll, body), t0)
+
+
+def _check_query_limits(limits: LimitsDep, body: QueryPoints | SearchPoints) -> None:
+    k = (body.limit or tr.DEFAULT_LIMIT) + (body.offset or 0)
+    limits.k(k, body.params.hnsw_ef if body.params else None)
+
+
+async def _run_queries(
+    run: Callable[[Collection, Any], Any],
+    searches: list[Any],
+    coll: Collection,
+    state: StateDep,
+    limits: LimitsDep,
+) -> list[Any]:
+    """The results of ``searches`` (checked against the limits), run in one worker call."""
+    limits.batch(len(searches), "queries")
+    for search in searches:
+        _check_query_limits(limits, search)
+    return await state.run(lambda: [run(coll, s) for s in searches])
+
+
+@router.post("/collections/{name}/points/query", summary="Query points")
+async def query_points(
+    body: QueryPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    (result,) = await _run_queries(execute.query, [body], coll, state, limits)
+    return envelope(result, t0)
+
+
+@router.post("/collections/{name}/points/query/batch", summary="Query points in a batch")
+async def query_batch(
+    body: QueryBatch, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    return envelope(await _run_queries(execute.query, body.searches, coll, state, limits), t0)
+
+
+@router.post("/collections/{name}/points/search", summary="Search points (older API)")
+async def search_points(
+    body: SearchPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    (result,) = await _run_queries(execute.search, [body], coll, state, limits)
+    return envelope(result, t0)
+
+
+@router.post("/collections/{name}/points/search/batch", summary="Search in a batch (older API)")
+async def search_batch(
+    body: SearchBatch, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    return envelope(await _run_queries(execute.search, body.searches, coll, state, limits), t0)
+
+
+@router.put("/collections/{name}/index", summary="Create a payload index")
+async def create_field_index(
+    body: CreateFieldIndex, coll: CollectionDep, state: StateDep, request: Request
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    kind = tr.index_type_in(body.field_schema)
+    await state.run(coll.create_payload_index, body.field_name)
+    _payload_types(request).setdefault(coll.name, {})[body.field_name] = kind
+    return envelope(completed(), t0)
+
+
+@router.delete("/collections/{name}/index/{field_name}", summary="Delete a payload index")
+async def delete_field_index(
+    field_name: str, coll: CollectionDep, request: Request
+) -> JSONResponse:
+    """Accepted; quiver keeps the column (filters on the key still work, only faster)."""
+    t0 = time.perf_counter()
+    _payload_types(request).get(coll.name, {}).pop(field_name, None)
+    return envelope(completed(), t0)
