@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from lowrank import low_rank_data
 
@@ -407,8 +408,7 @@ def test_points_are_open_data(tmp_path) -> None:
         c.delete([0])
     directory = tmp_path / "db" / "collections" / "open"
     manifest = json.loads((directory / "manifest.json").read_text())
-    with pa.memory_map(str(directory / manifest["files"]["points"])) as src:
-        points = pa.ipc.open_file(src).read_all()
+    points = pq.read_table(directory / manifest["files"]["points"])
     vectors = pa.concat_tables(
         [pa.ipc.open_file(pa.memory_map(str(directory / s["file"]))).read_all()
          for s in manifest["segments"]]
@@ -418,6 +418,52 @@ def test_points_are_open_data(tmp_path) -> None:
     assert json.loads(live["payload"][0].as_py()) == payloads[1]
     flat = np.array(vectors["vector"].to_pylist(), dtype=np.float32)
     np.testing.assert_allclose(flat[points["live"].to_numpy(zero_copy_only=False)], x[1:])
+
+
+def test_points_are_readable_by_duckdb_and_polars(tmp_path) -> None:
+    """The published points file is plain Parquet: DuckDB (no extension) and polars read the
+    live points and their payloads straight from the data directory."""
+    duckdb = pytest.importorskip("duckdb")
+    polars = pytest.importorskip("polars")
+    ids, x, payloads = _points(50)
+    with quiver.Database(tmp_path / "db") as db:
+        c = db.create_collection("open", DIM, "cosine")
+        c.upsert(ids, x, payloads)
+        c.delete([3])
+        c.upsert([4], x[:1], [{"replaced": True}])
+    pattern = str(tmp_path / "db" / "collections" / "open" / "points-g*.parquet")
+    rows = duckdb.sql(
+        f"SELECT id, payload FROM read_parquet('{pattern}') WHERE live ORDER BY id"
+    ).fetchall()
+    assert [r[0] for r in rows] == [i for i in ids if i != 3]
+    assert json.loads(dict(rows)[4]) == {"replaced": True}
+    frame = polars.read_parquet(pattern).filter(polars.col("live"))
+    assert (
+        frame.height == 49
+        and json.loads(frame.filter(polars.col("id") == 7)["payload"][0]) == (payloads[7])
+    )
+
+
+def test_a_directory_with_an_arrow_points_file_still_opens(tmp_path) -> None:
+    """Points files of the first format (Arrow IPC) stay readable."""
+    import pyarrow.ipc
+
+    from quiver.db import files
+
+    ids, x, payloads = _points(20)
+    with quiver.Database(tmp_path / "db") as db:
+        db.create_collection("old", DIM).upsert(ids, x, payloads)
+    directory = tmp_path / "db" / "collections" / "old"
+    manifest = json.loads((directory / "manifest.json").read_text())
+    table = pq.read_table(directory / manifest["files"]["points"])
+    name = manifest["files"]["points"].replace(".parquet", ".arrow")
+    with (
+        pa.OSFile(str(directory / name), "wb") as sink,
+        pyarrow.ipc.new_file(sink, table.schema) as writer,
+    ):
+        writer.write_table(table)
+    got_ids, got_payloads = files.read_points_file(directory / name)
+    assert got_ids == ids and [json.loads(p) for p in got_payloads] == payloads
 
 
 def test_second_writer_is_refused(tmp_path) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from quiver.db.files import (
+    POINTS_SUFFIX,
     WAL_DIR,
     CollectionConfig,
     published_files,
@@ -311,7 +312,7 @@ class Collection:
             view = self._view
             n = view.state.count
             gen = self._index.next_generation(self._dir)
-            name = f"points-g{gen}.arrow"
+            name = f"points-g{gen}{POINTS_SUFFIX}"
             write_points(
                 self._dir / name, self.config.id_type, view.ids[:n], view.payloads[:n],
                 view.state.live[:n],

@@ -4,7 +4,9 @@ Directory of one collection::
 
     collection.json            name, dim, metric, id type, build params (written once)
     manifest.json ...          the index (quiver.engine.persistence), which also names
-    points-gN.arrow            the points of generation N: id, payload (JSON text), live
+    points-gN.parquet          the points of generation N: id, payload (JSON text), live;
+                               Parquet so that DuckDB, polars or pandas read it as it is
+                               (directories written before read as points-gN.arrow)
     wal/                       the write-ahead log (quiver.db.wal)
 
 A snapshot is an uncompressed tar of the config, the manifest and the files it names.
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from quiver.db.ids import ID_TYPES
 from quiver.engine import store
@@ -101,10 +104,15 @@ def read_config(directory: Path) -> CollectionConfig:
         raise CorruptIndexError(f"{path}: unreadable collection config: {exc}") from exc
 
 
+#: Suffix of the points file a checkpoint writes.
+POINTS_SUFFIX = ".parquet"
+
+
 def write_points(
     path: Path, id_type: str, ids: list[Any], payloads: list[str | None], live: np.ndarray
 ) -> None:
-    """Write the points file of a checkpoint (fsynced): one row per index row."""
+    """Write the points file of a checkpoint (Parquet, fsynced): one row per index row, in
+    row order (a point's current version is the row whose ``live`` is true)."""
     table = pa.table(
         {
             "id": pa.array(ids, type=pa.uint64() if id_type == "uint64" else pa.string()),
@@ -113,10 +121,26 @@ def write_points(
         }
     )
     with open(path, "wb") as fh:
-        with pa.ipc.new_file(fh, table.schema) as writer:
-            writer.write_table(table)
+        pq.write_table(table, fh, compression="zstd")
         fh.flush()
         os.fsync(fh.fileno())
+
+
+def read_points_file(path: Path) -> tuple[list[Any], list[str | None]]:
+    """Ids and payload texts of one points file (Parquet, or Arrow IPC of the first format)."""
+    try:
+        if path.name.endswith(POINTS_SUFFIX):
+            table = pq.read_table(path)
+        else:
+            with pa.memory_map(str(path), "r") as source:
+                table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise CorruptIndexError(f"points file {path.name} unreadable: {exc}") from exc
+    if table.column_names[:2] != ["id", "payload"]:
+        raise CorruptIndexError(
+            f"points file {path.name}: expected columns id, payload, live; got {table.column_names}"
+        )
+    return table.column("id").to_pylist(), table.column("payload").to_pylist()
 
 
 def read_points(directory: Path, rows: int) -> tuple[list[Any], list[str | None]]:
@@ -125,14 +149,10 @@ def read_points(directory: Path, rows: int) -> tuple[list[Any], list[str | None]
     name = manifest["files"].get("points")
     if name is None:
         raise CorruptIndexError(f"{directory}: manifest names no points file")
-    try:
-        with pa.memory_map(str(directory / name), "r") as source:
-            table = pa.ipc.open_file(source).read_all()
-    except (OSError, pa.ArrowInvalid) as exc:
-        raise CorruptIndexError(f"{directory}: points file {name} unreadable: {exc}") from exc
-    if table.num_rows != rows:
-        raise CorruptIndexError(f"{directory}: {name} has {table.num_rows} rows, the index {rows}")
-    return table.column("id").to_pylist(), table.column("payload").to_pylist()
+    ids, payloads = read_points_file(directory / name)
+    if len(ids) != rows:
+        raise CorruptIndexError(f"{directory}: {name} has {len(ids)} rows, the index {rows}")
+    return ids, payloads
 
 
 def published_files(directory: Path) -> list[str]:

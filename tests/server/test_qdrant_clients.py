@@ -280,7 +280,6 @@ def test_recall_matches_the_native_api_on_the_bundled_slice(
     server: ServerProcess, client: QdrantClient
 ) -> None:
     from bench.harness.bundled import load_wordnet_slice
-
     from quiver.client import Client
 
     n, n_queries, k, ef, batch = 1500, 200, 10, 24, 500
