@@ -8,6 +8,8 @@ filter: its selectivity, recall@10 against exact search over the matching points
 also the median latency of single-query calls with and without the filter.
 
     python -m bench.measure.filtered_search            # writes bench/results/filtered-search.json
+    python -m bench.measure.filtered_search --set minilm-wordnet-21k-384-angular --out F
+                                                       # the bundled slice: no generated data
 """
 
 from __future__ import annotations
@@ -45,10 +47,24 @@ FILTERS = {
 }
 
 
+#: The committed 21k slice (no generated data needed): its metadata is bundled.
+BUNDLED_SET = "minilm-wordnet-21k-384-angular"
+
+
 def load(name: str):
     """Train/test vectors of the set and the WordNet metadata of each train row."""
     from bench.harness.datasets import get_dataset, split_indices, wordnet_glosses
 
+    if name == BUNDLED_SET:
+        import pyarrow.compute as pc
+
+        from bench.harness.bundled import load_wordnet_slice
+
+        data = load_wordnet_slice()
+        meta = data.metadata.filter(pc.equal(data.metadata.column("split"), "train"))
+        meta = meta.sort_by("row")
+        pos = np.array(meta.column("pos").to_pylist(), dtype=object)
+        return data, pos, np.array(meta.column("lexfile").to_pylist(), dtype=object)
     data = get_dataset(name)
     meta = wordnet_glosses()
     _, train_idx = split_indices(meta.num_rows)
@@ -56,6 +72,13 @@ def load(name: str):
     pos = np.array(meta.column("pos").to_pylist(), dtype=object)[train_idx]
     lexfile = np.array(meta.column("lexfile").to_pylist(), dtype=object)[train_idx]
     return data, pos, lexfile
+
+
+def _strategy(c, flt, ef: int) -> str | None:
+    """The planner's strategy for the filter (None with a quiver that cannot say, so that
+    this script also measures earlier versions for before/after comparisons)."""
+    explain = getattr(c, "explain", None)
+    return None if explain is None else explain(flt, k=10, ef=ef)["strategy"]
 
 
 def timed(fn, repeats: int) -> tuple[float, object]:
@@ -119,7 +142,7 @@ def main() -> None:
                 "selectivity": round(len(match) / n, 5),
                 "matches": int(len(match)),
                 "recall_at_10": round(float(recall_at_k(got, gt, 10)), 4),
-                "strategy": c.explain(flt, k=10, ef=args.ef)["strategy"],
+                "strategy": _strategy(c, flt, args.ef),
                 "qps": round(len(q) / secs, 1),
                 "unfiltered_qps": round(base_qps, 1),
                 "qps_ratio_to_unfiltered": round(len(q) / secs / base_qps, 3),

@@ -8,6 +8,7 @@ the executor, and tests.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
@@ -71,10 +72,11 @@ class SearchRequest:
     parsed_filter: Filter | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: fields are normalised once, here
         if (self.vectors is None) == (self.ids is None):
             raise InvalidInputError("give exactly one of vectors and ids as the query")
         if self.vectors is not None:
-            object.__setattr__(self, "vectors", as_matrix(self.vectors, None, "vectors"))
+            set_(self, "vectors", as_matrix(self.vectors, None, "vectors"))
         else:
             ids = self.ids
             if isinstance(ids, str | bytes | int) or not isinstance(ids, Sequence | np.ndarray):
@@ -83,19 +85,19 @@ class SearchRequest:
                 raise InvalidInputError(
                     f"ids must hold 1 to {MAX_QUERY_IDS} query ids, got {len(ids)}"
                 )
-            object.__setattr__(self, "ids", tuple(ids))
-        object.__setattr__(
-            self, "params", SearchParams(self.k, self.ef, self.rerank, self.target_recall)
-        )
-        object.__setattr__(self, "parsed_filter", parse_filter(self.filter))
+            set_(self, "ids", tuple(ids))
+        set_(self, "params", SearchParams(self.k, self.ef, self.rerank, self.target_recall))
+        set_(self, "parsed_filter", None if self.filter is None else parse_filter(self.filter))
         t = self.score_threshold
         if t is not None and (
-            isinstance(t, bool) or not isinstance(t, int | float) or not np.isfinite(t)
+            isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t)
         ):
             raise InvalidInputError(f"score_threshold must be a finite number, got {t!r}")
-        object.__setattr__(self, "offset", positive_int(self.offset, "offset", minimum=0))
-        object.__setattr__(self, "with_payload", payload_selection(self.with_payload))
-        if not isinstance(self.with_vector, bool):
+        if self.offset != 0 or type(self.offset) is not int:  # the default needs no check
+            set_(self, "offset", positive_int(self.offset, "offset", minimum=0))
+        if self.with_payload is not False and self.with_payload is not True:
+            set_(self, "with_payload", payload_selection(self.with_payload))
+        if self.with_vector is not False and self.with_vector is not True:
             raise InvalidInputError(f"with_vector must be true or false, got {self.with_vector!r}")
 
     @property
