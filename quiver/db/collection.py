@@ -15,6 +15,14 @@ when done. docs/DURABILITY.md states the guarantees.
 
 Searches are planned by :mod:`quiver.db.planner` and executed by :mod:`quiver.db.query`;
 the files are :mod:`quiver.db.files`.
+
+Failures: a write is acknowledged once it is in the log; a checkpoint that the write then
+triggers and that fails (a full disk) is logged and counted in :meth:`Collection.info`
+(``checkpoint_failures``, ``last_checkpoint_error``), never raised as a failed write (the log
+still holds the write, and the next checkpoint retries). A log found shorter than the last
+checkpoint promises (files deleted or truncated) is logged as an error and shown in ``info()``
+(``status`` "degraded", ``log_damage``); the collection opens with what is left and
+checkpoints at once so that the log is consistent again.
 """
 
 from __future__ import annotations
@@ -46,9 +54,16 @@ from quiver.db.planner import FilterPlanner
 from quiver.db.query import QueryExecutor, make_point
 from quiver.db.request import SearchRequest, payload_selection
 from quiver.db.view import CollectionView
-from quiver.db.wal import OP_DELETE, OP_UPSERT, WriteAheadLog, check_fsync_policy
+from quiver.db.wal import (
+    OP_DELETE,
+    OP_UPSERT,
+    WriteAheadLog,
+    check_fsync_policy,
+    first_lsn,
+    start_log,
+)
 from quiver.engine import store
-from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError
+from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError, ReadOnlyError
 from quiver.index import Index
 from quiver.types import Point, ScoredPoint
 from quiver.validation import as_matrix, positive_int
@@ -79,9 +94,13 @@ class Collection:
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         consolidate_fraction: float = DEFAULT_CONSOLIDATE_FRACTION,
         verify_segments: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._dir = Path(directory)
         self.config = config
+        self._read_only = bool(read_only)
+        self._checkpoint_failures = 0
+        self._last_checkpoint_error: str | None = None
         self._checkpoint_bytes = positive_int(checkpoint_bytes, "checkpoint_bytes")
         if not 0.0 < consolidate_fraction <= 1.0:
             raise InvalidInputError(
@@ -94,7 +113,10 @@ class Collection:
         self._searches = 0  # searches in flight: writes then link on one thread
         self._searches_lock = threading.Lock()
         p = config.params
-        if (self._dir / store.MANIFEST).is_file():
+        published = (self._dir / store.MANIFEST).is_file()
+        if not published:
+            self._check_never_checkpointed()
+        if published:
             self._index = Index.open(
                 self._dir, num_threads=num_threads, verify_segments=verify_segments
             )
@@ -120,23 +142,58 @@ class Collection:
         self._view = CollectionView(state, ids, payloads, {}, row_of)
         self._planner = FilterPlanner(self._index, self._column, self._row_of_filter_id)
         self._executor = QueryExecutor(self._index, self._planner, config.metric)
-        self._wal = WriteAheadLog(self._dir / WAL_DIR, config.dim, check_fsync_policy(fsync))
+        self._wal = WriteAheadLog(
+            self._dir / WAL_DIR, config.dim, check_fsync_policy(fsync), read_only=self._read_only
+        )
         replayed = 0
         for record in self._wal.replay(self._applied_lsn):
             self._apply(record.op, record.header, record.vectors)
             replayed += 1
-        if replayed:
+        self.log_damage = self._wal.damage
+        if self.log_damage:
+            logger.error("%s: %s", config.name, self.log_damage)
+            if not self._read_only:
+                self.checkpoint(force=True)  # the log starts again after what is left
+        elif replayed:
             logger.info("%s: replayed %d logged writes", config.name, replayed)
-            self.checkpoint()
+            if not self._read_only:
+                self._checkpoint_reporting_failure()
+
+    def _check_never_checkpointed(self) -> None:
+        """Whether a directory without a manifest is a collection that never completed a
+        checkpoint (its log still starts at record 1, holding every write, and only leftovers
+        of an unfinished first checkpoint may lie around) rather than one whose manifest was
+        lost: then its data files are all that is left, and nothing may treat it as new."""
+        logs = sorted((self._dir / WAL_DIR).glob("wal-*.log"))
+        if logs and first_lsn(logs[0]) == 1:
+            return
+        data = [p.name for p in self._dir.iterdir() if store.is_index_file(p.name)]
+        if data or logs:
+            raise CorruptIndexError(
+                f"collection {self.config.name!r}: {store.MANIFEST} is missing but data files "
+                f"remain ({', '.join(sorted(data + [p.name for p in logs])[:5])}...): the "
+                "collection is damaged; nothing was changed (restore it from a snapshot)"
+            )
 
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, directory: Path, config: CollectionConfig, **options: Any) -> Collection:
-        """Create the collection's directory and config file (atomically) and open it."""
+        """Create the collection's directory, config file, first (empty) checkpoint and log,
+        and open it. Not atomic by itself: :class:`quiver.Database` builds it under a
+        temporary name and renames it into place."""
         directory = Path(directory)
         directory.mkdir(parents=True)
         write_config(directory, config)
-        return cls(directory, config, **options)
+        collection = cls(directory, config, **options)
+        collection.checkpoint(force=True)
+        return collection
+
+    @staticmethod
+    def prepare_restored(directory: Path) -> None:
+        """Give an unpacked snapshot the log a checkpoint leaves behind (an empty file that
+        starts after the checkpoint's position), so that a later lost log is detectable."""
+        applied = int(store.read_manifest(directory).get("metadata", {}).get("applied_lsn", 0))
+        start_log(directory / WAL_DIR, applied + 1)
 
     @classmethod
     def open(cls, directory: Path, **options: Any) -> Collection:
@@ -170,6 +227,11 @@ class Collection:
         if self._closed:
             raise InvalidInputError(f"collection {self.name!r} is closed")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError(f"collection {self.name!r} is open read-only: writes are refused")
+
     def _check_id(self, value: Any, where: str = "id") -> int | str:
         return check_id(self.config.id_type, value, where)
 
@@ -187,7 +249,7 @@ class Collection:
         ids = check_ids(self.config.id_type, ids, x.shape[0])
         texts = check_payloads(payloads, x.shape[0])
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             self._wal.append(OP_UPSERT, {"ids": ids, "payloads": texts}, x)
             self._apply_upsert(ids, x, texts)
             self._after_write()
@@ -198,7 +260,7 @@ class Collection:
         Thread safety: serialised with other writes; searches go on."""
         ids = check_ids(self.config.id_type, ids)
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             present = [i for i in ids if i in self._view.row_of]
             if present:
                 self._wal.append(OP_DELETE, {"ids": present})
@@ -211,7 +273,7 @@ class Collection:
         Thread safety: serialised with other writes; searches go on."""
         flt = parse_filter(filter)
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             view = self._view
             rows = np.flatnonzero(self._planner.mask(view, flt))
             return self.delete([view.ids[r] for r in rows]) if rows.size else 0
@@ -254,7 +316,7 @@ class Collection:
 
     def _after_write(self) -> None:
         if self._wal.bytes >= self._checkpoint_bytes:
-            self.checkpoint()
+            self._checkpoint_reporting_failure()
         state = self._view.state
         if state.n_deleted > self._consolidate_fraction * max(state.count, 1) and (
             self._consolidator is None or not self._consolidator.is_alive()
@@ -278,7 +340,7 @@ class Collection:
         background when tombstones exceed ``consolidate_fraction`` of the rows.
         """
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             result = self._index.consolidate()
             if result.removed:
                 view = self._view
@@ -300,8 +362,28 @@ class Collection:
 
         Done automatically when the log exceeds ``checkpoint_bytes``, after replay on open,
         after consolidation and on close. Without ``force`` it does nothing when no write
-        happened since the last one.
+        happened since the last one. A failure is counted in :meth:`info` and raised; the log
+        still holds every write, so nothing acknowledged is lost.
         """
+        with self._write_lock:
+            if self._read_only:
+                raise ReadOnlyError(f"collection {self.name!r} is open read-only")
+            try:
+                self._checkpoint(force)
+            except Exception as exc:
+                self._checkpoint_failures += 1
+                self._last_checkpoint_error = f"{type(exc).__name__}: {exc}"
+                raise
+
+    def _checkpoint_reporting_failure(self) -> None:
+        """A checkpoint whose failure is logged and counted, not raised: the caller's write is
+        already durable in the log."""
+        try:
+            self.checkpoint()
+        except Exception:
+            logger.exception("%s: checkpoint failed (the log keeps every write)", self.name)
+
+    def _checkpoint(self, force: bool) -> None:
         with self._write_lock:
             lsn = self._wal.next_lsn - 1
             published = (self._dir / store.MANIFEST).is_file()
@@ -332,7 +414,7 @@ class Collection:
         """
         staging = self._dir.parent / f".snapshot-{self.name}-{uuid.uuid4().hex[:8]}"
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             self.checkpoint()
             names = published_files(self._dir)
             staging.mkdir()
@@ -351,9 +433,12 @@ class Collection:
         with self._write_lock:
             if self._closed:
                 return
-            self.checkpoint()
-            self._wal.close()
             self._closed = True
+            try:
+                if not self._read_only:
+                    self._checkpoint_reporting_failure()
+            finally:
+                self._wal.close()
 
     # ------------------------------------------------------------------ reads
     def _locate(self, pid: Any) -> tuple[CollectionView, int | None]:
@@ -513,6 +598,11 @@ class Collection:
                 self._searches -= 1
 
     # ------------------------------------------------------------------ info
+    def _status(self) -> str:
+        if self._closed:
+            return "closed"
+        return "degraded" if self.log_damage else "green"
+
     def info(self) -> dict[str, Any]:
         """Counts, memory, parameters and state of the collection."""
         stats = self._index.stats()
@@ -529,7 +619,11 @@ class Collection:
             "deleted": stats["deleted"],
             "wal_bytes": self._wal.bytes,
             "applied_lsn": self._applied_lsn,
-            "status": "closed" if self._closed else "green",
+            "status": self._status(),
+            "read_only": self._read_only,
+            "checkpoint_failures": self._checkpoint_failures,
+            "last_checkpoint_error": self._last_checkpoint_error,
+            "log_damage": self.log_damage,
             "payload_indexes": sorted(view.columns),
             "diagnosis": stats.get("diagnosis"),
             "path": str(self._dir),

@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from quiver.engine.store import fsync_dir
-from quiver.errors import CorruptIndexError, InvalidInputError, QuiverError
+from quiver.errors import CorruptIndexError, InvalidInputError, QuiverError, ReadOnlyError
 
 logger = logging.getLogger(__name__)
 
@@ -56,10 +56,6 @@ _NAME = "wal-{:020d}.log"
 class LogWriteError(QuiverError, OSError):
     """The log could not be written and could not be rolled back to its last acknowledged
     record: it accepts no write until the collection is reopened."""
-
-
-class ReadOnlyLogError(QuiverError, OSError):
-    """A write to a log opened read-only."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ class WriteAheadLog:
     """Append-only, checksummed log in ``directory`` (one writer).
 
     ``read_only``: replay only; nothing on disk changes (a torn tail is skipped, not cut) and
-    :meth:`append` raises :class:`ReadOnlyLogError`.
+    :meth:`append` raises :class:`ReadOnlyError`.
     """
 
     def __init__(
@@ -228,7 +224,7 @@ class WriteAheadLog:
     # ------------------------------------------------------------------ writing
     def _check_writable(self) -> None:
         if self._read_only:
-            raise ReadOnlyLogError(f"{self._dir}: the log is open read-only")
+            raise ReadOnlyError(f"{self._dir}: the log is open read-only")
         if self._broken is not None:
             raise LogWriteError(
                 f"{self._dir}: the log refuses writes until the collection is reopened: "

@@ -203,6 +203,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     return manifest
 
 
+def is_index_file(name: str) -> bool:
+    """Whether ``name`` is a file a save writes (``<key>-g<generation>...``)."""
+    return bool(_OWNED_FILE.match(name))
+
+
 def remove_unreferenced(directory: Path, manifest: dict[str, Any]) -> None:
     """Delete index files of older generations that ``manifest`` no longer names."""
     keep = {seg["file"] for seg in manifest["segments"]} | set(manifest["files"].values())
