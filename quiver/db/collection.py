@@ -122,7 +122,8 @@ class Collection:
             )
             if self._index.dim != config.dim or self._index.metric != config.metric:
                 raise CorruptIndexError(f"{self._dir}: index disagrees with its config file")
-            ids, payloads = read_points(self._dir, self._index.state().count)
+            state = self._index.state()
+            ids, payloads = read_points(self._dir, config.id_type, state.live[: state.count])
             self._applied_lsn = int(self._index.metadata.get("applied_lsn", 0))
         else:
             self._index = Index(
