@@ -48,6 +48,7 @@ from quiver.db.files import (
     write_snapshot,
 )
 from quiver.db.filters import parse_filter
+from quiver.db.id_order import IdOrder
 from quiver.db.ids import check_id, check_ids
 from quiver.db.payloads import FieldColumn, check_payloads, decode_payload, field_value
 from quiver.db.planner import FilterPlanner
@@ -141,6 +142,7 @@ class Collection:
         live = np.flatnonzero(state.live[: state.count])
         row_of = {ids[r]: int(r) for r in live}
         self._view = CollectionView(state, ids, payloads, {}, row_of)
+        self._id_order = IdOrder(config.id_type)
         self._planner = FilterPlanner(self._index, self._column, self._row_of_filter_id)
         self._executor = QueryExecutor(self._index, self._planner, config.metric)
         self._wal = WriteAheadLog(
@@ -512,24 +514,22 @@ class Collection:
         with_payload: Any = True,
         with_vector: bool = False,
     ) -> tuple[list[Point], Any]:
-        """One page of points in storage order, starting at id ``offset`` (inclusive).
+        """One page of points in id order (numeric for uint64 ids, by code point for string
+        ids), starting at id ``offset`` (inclusive).
 
-        Returns ``(points, next_offset)``; ``next_offset`` is None after the last page. Pages
-        stay consistent while nothing is written; a point upserted during a scroll moves to
-        the end (it may be seen twice or, if deleted, not at all). Thread-safe (no lock).
+        Returns ``(points, next_offset)``; ``next_offset`` is None after the last page. The
+        offset is a position in id order, not a point: the next page continues after it
+        whether or not that point still exists, so writes during a scroll never make a page
+        skip or repeat a point that was there all along (a point inserted or deleted ahead of
+        the scroll is seen or not, as of the page that reaches it). Thread-safe (no lock).
         """
         limit = positive_int(limit, "limit")
         flt = parse_filter(filter)
         selection = payload_selection(with_payload)
+        start = None if offset is None else self._check_id(offset, "offset")
         view = self._view
-        start = 0
-        if offset is not None:
-            view, row = self._locate(self._check_id(offset, "offset"))
-            if row is None:
-                raise PointNotFoundError(f"scroll offset {offset!r} is not a live point id")
-            start = row
         mask = self._planner.mask(view, flt)
-        rows = np.flatnonzero(mask[start:])[: limit + 1] + start
+        rows = self._id_order.page(view.ids, view.state.count, mask, start, limit + 1)
         points = [
             make_point(self._index, view, int(r), selection, with_vector) for r in rows[:limit]
         ]
