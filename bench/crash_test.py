@@ -63,6 +63,7 @@ def deleted_ids(b: int) -> list[int]:
 
 #: Side collections of the --ops writer: restored over and over, created and dropped.
 MIRROR, TEMP = "mirror", "tmp"
+OPERATIONS = ("checkpoint", "consolidate", "snapshot", "restore-replace", "create", "drop")
 
 
 def run_writer(db_dir: str, start: int, fsync: str, ops: bool = False) -> None:
@@ -94,6 +95,7 @@ def run_writer(db_dir: str, start: int, fsync: str, ops: bool = False) -> None:
 def directory_operation(db, c, b: int, snapshot: Path, dim: int) -> None:
     """One of the operations the --ops writer interleaves with its batches."""
     step = b % 6
+    print(f"OP {OPERATIONS[step]}", flush=True)  # the operation a kill may interrupt
     if step == 0:
         c.checkpoint(force=True)
     elif step == 1:
@@ -142,7 +144,12 @@ def trial(
     out, _ = proc.communicate()
     started = model.next_batch
     last_ack = started - 1
+    interrupted = "write"
     for line in out.splitlines():
+        if line.startswith("OP "):
+            interrupted = line.split()[1]
+            continue
+        interrupted = "write"
         _, op, b = line.split()
         if op == "upsert":
             model.upsert(int(b))
@@ -150,7 +157,7 @@ def trial(
         else:
             model.delete(int(b))
     if ops:
-        return check_ops(db_dir, model, last_ack, delay)
+        return {"interrupted": interrupted, **check_ops(db_dir, model, last_ack, delay)}
     return check(db_dir, model, last_ack, delay)
 
 
@@ -291,6 +298,9 @@ def main() -> None:
     ap.add_argument("--writer", help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--ops", action="store_true", help="also kill during directory operations")
+    ap.add_argument(
+        "--reset-every", type=int, default=0, help="start a fresh directory every N trials"
+    )
     args = ap.parse_args()
     if args.writer:
         run_writer(args.writer, args.start, args.fsync, args.ops)
@@ -301,7 +311,10 @@ def main() -> None:
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in range(args.trials):
-            rec = trial(Path(tmp) / "db", model, rng, args.fsync, args.ops)
+            if args.reset_every and t and t % args.reset_every == 0:
+                model = Model()  # a fresh directory: bounds the collection's size
+            db_dir = Path(tmp) / f"db{t // args.reset_every if args.reset_every else 0}"
+            rec = trial(db_dir, model, rng, args.fsync, args.ops)
             records.append(rec)
             print(f"trial {t + 1}/{args.trials}: {rec}", flush=True)
     failed = [r for r in records if r["failures"]]
@@ -313,6 +326,9 @@ def main() -> None:
             "unopenable": sum(r["unopenable"] for r in records),
             "acknowledged_lost_checks": sum(r["lost"] for r in records),
             "stuck_names": sum(r["stuck"] for r in records),
+            "kills_during": {
+                op: sum(r["interrupted"] == op for r in records) for op in ("write", *OPERATIONS)
+            },
             "final_points": len(model.present),
             "records": records,
         }

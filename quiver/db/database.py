@@ -324,8 +324,15 @@ class Database:
                     tar.extractall(staging, filter="data")
             except (tarfile.TarError, OSError) as exc:
                 raise CorruptIndexError(f"{file}: not a readable snapshot: {exc}") from exc
-            config = read_config(staging)
-            store.read_manifest(staging)  # present and of a known format
+            try:
+                config = read_config(staging)
+                store.read_manifest(staging)  # present and of a known format
+            except FileNotFoundError as exc:
+                missing = [n for n in (CONFIG_FILE, store.MANIFEST) if not (staging / n).is_file()]
+                raise CorruptIndexError(
+                    f"{file.name}: not a quiver snapshot: {', '.join(missing) or 'a file'} is "
+                    "missing"
+                ) from exc
             write_config(staging, config.renamed(name))
             Collection.prepare_restored(staging)
             Collection.open(staging, **self._options).close()  # checksums, points, index

@@ -192,8 +192,8 @@ def load_array(path: Path, checksum: int | None = None) -> np.ndarray:
     _check(path, checksum, zlib.crc32(data))
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise CorruptIndexError(f"{path}: unreadable array file: {exc}") from exc
+    except Exception as exc:  # a damaged header fails in many ways (ValueError, SyntaxError...)
+        raise CorruptIndexError(f"{path}: unreadable array file: {exc!r}") from exc
 
 
 def _canonical_crc(doc: dict[str, Any]) -> int:
