@@ -65,7 +65,7 @@ def build_bases(directory: Path) -> list[Path]:
 # ----------------------------------------------------------------------------- resealing
 def reseal(directory: Path) -> None:
     """Recompute every checksum a mutation broke: file CRCs, the manifest's, the config's."""
-    from quiver.db.files import CONFIG_CRC, CONFIG_FILE
+    from quiver.db import files
     from quiver.engine import store
 
     try:
@@ -78,8 +78,8 @@ def reseal(directory: Path) -> None:
     except (ValueError, OSError, AttributeError, TypeError):
         pass  # a manifest the mutation made unreadable stays so
     try:
-        config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
-        (directory / CONFIG_FILE).write_text(json.dumps(store.seal(config, CONFIG_CRC)))
+        config = json.loads((directory / files.CONFIG_FILE).read_text(encoding="utf-8"))
+        (directory / files.CONFIG_FILE).write_text(json.dumps(store.seal(config, files.CONFIG_CRC)))
     except (ValueError, OSError, AttributeError, TypeError):
         pass
 

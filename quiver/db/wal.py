@@ -22,8 +22,9 @@ what is missing, and the collection reports it (see :class:`quiver.db.collection
 A failed append (``ENOSPC``, ``EIO`` from ``fsync``) is rolled back: the file is cut back to
 the end of the last acknowledged record and fsynced, the error reaches the caller and the
 record's lsn stays unused. If even the rollback fails the log refuses every later append
-(:class:`LogWriteError`) until it is reopened, so no later write is acknowledged after a
-record that may be half on disk.
+(:class:`LogWriteError`) until it is repaired, so no later write is acknowledged after a
+record that may be half on disk; each later append first retries the rollback, and the log
+accepts writes again once it succeeds.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ _NAME = "wal-{:020d}.log"
 
 class LogWriteError(QuiverError, OSError):
     """The log could not be written and could not be rolled back to its last acknowledged
-    record: it accepts no write until the collection is reopened."""
+    record: it accepts no write until a retried rollback succeeds."""
 
 
 @dataclass(frozen=True)
@@ -225,10 +226,9 @@ class WriteAheadLog:
     def _check_writable(self) -> None:
         if self._read_only:
             raise ReadOnlyError(f"{self._dir}: the log is open read-only")
-        if self._broken is not None:
+        if self._broken is not None and not self._repair():
             raise LogWriteError(
-                f"{self._dir}: the log refuses writes until the collection is reopened: "
-                f"{self._broken}"
+                f"{self._dir}: the log refuses writes until its rollback succeeds: {self._broken}"
             )
 
     def _open_for_append(self) -> None:
@@ -268,6 +268,18 @@ class WriteAheadLog:
         self.next_lsn = lsn + 1
         self.bytes += len(frame)
         return lsn
+
+    def _repair(self) -> bool:
+        """Retry the rollback a failed append could not finish; whether the log is whole."""
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self.bytes)
+                os.fsync(self._fd)
+            except OSError:
+                return False
+        logger.warning("%s: log repaired (cut back to byte %d)", self._dir, self.bytes)
+        self._broken = None
+        return True
 
     def _roll_back(self, cause: BaseException) -> None:
         """Cut the current file back to its last acknowledged record (fsynced); when that
