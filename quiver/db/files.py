@@ -139,7 +139,7 @@ def read_points(
     try:
         with pa.memory_map(str(directory / name), "r") as source:
             table = pa.ipc.open_file(source).read_all()
-        table.validate()
+        table.validate(full=True)  # offsets too: a crafted file must not read out of bounds
     except (OSError, pa.ArrowInvalid) as exc:
         raise CorruptIndexError(f"{directory}: points file {name} unreadable: {exc}") from exc
     rows = live.shape[0]

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from quiver.errors import InvalidInputError
+from quiver.errors import CorruptIndexError, InvalidInputError
 
 MISSING = object()  # a field absent from a payload
 
@@ -54,8 +54,17 @@ def check_payloads(payloads: Any, n: int) -> list[str | None]:
 
 
 def decode_payload(text: str | None) -> dict[str, Any] | None:
-    """Inverse of :func:`encode_payload`."""
-    return None if text is None else json.loads(text)
+    """Inverse of :func:`encode_payload` (CorruptIndexError for stored text that is not a JSON
+    object: parsing every payload on open would cost too much, so it is checked here)."""
+    if text is None:
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise CorruptIndexError(f"a stored payload is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise CorruptIndexError(f"a stored payload is not a JSON object: {text[:40]!r}")
+    return payload
 
 
 def field_value(payload: dict[str, Any] | None, path: str) -> Any:
