@@ -27,6 +27,10 @@ class CorruptIndexError(QuiverError, OSError):
     """A saved index directory is missing files or its files disagree with the manifest."""
 
 
+class ReadOnlyError(InvalidInputError):
+    """A write to a database or collection opened read-only; nothing was changed."""
+
+
 class InvalidFilterError(InvalidInputError):
     """A payload filter is malformed (unknown key, wrong shape, wrong value type)."""
 

@@ -9,6 +9,7 @@ engine stays ignorant of both (the dependency points one way: quality uses the e
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -28,6 +29,8 @@ logger = logging.getLogger(__name__)
 CENTERING_MODES = ("auto", *ENGINE_CENTERINGS)
 #: "auto" centering and the data check need a first batch at least this large.
 AUTO_MIN_ROWS = 1000
+#: Calibrations kept (one per k asked for; the least recently made is dropped).
+MAX_CALIBRATIONS = 8
 #: Code recall at ef=64 from which the build-time check skips measuring navigation (unless
 #: the data is near-isotropic): near-perfect codes on structured data navigate well.
 NEAR_PERFECT_CODES = 0.95
@@ -83,7 +86,11 @@ class Index(VamanaIndex):
         )  # fmt: skip
         self._diagnostics = bool(diagnostics)
         self._diagnosis: dict[str, Any] | None = None
-        self._calibration: Calibration | None = None
+        # target-recall calibrations, one per k (at most MAX_CALIBRATIONS, oldest dropped),
+        # with the change counter at the time each was made; one calibration runs at a time
+        self._calibrations: dict[int, tuple[Calibration, int]] = {}
+        self._calibrating = threading.Lock()
+        self._recalibration: threading.Thread | None = None
 
     def _check_centering(self, centering: str) -> None:
         if centering not in CENTERING_MODES:
@@ -190,11 +197,14 @@ class Index(VamanaIndex):
 
     # ------------------------------------------------------------------ target recall
     def ef_for_recall(self, target_recall: float, k: int = 10) -> int:
-        """The ``ef`` a search with ``target_recall`` uses (calibrating first if needed)."""
+        """The ``ef`` a search with ``target_recall`` uses.
+
+        Calibrations are kept per ``k``. The first search for a ``k`` calibrates (once:
+        concurrent ones wait for it, as one calibration runs at a time per index); a stale
+        calibration keeps serving while a background thread replaces it.
+        """
         target = SearchParams(k, target_recall=target_recall).target_recall
-        cal = self._calibration
-        if cal is None or cal.k != k or cal.stale(len(self), self._changes):
-            cal = self.calibrate(k=k)
+        cal = self._calibration_for(k)
         if cal.recalls[-1] < target:
             logger.warning(
                 "target_recall %.3f is above what the calibration reached (%.3f at ef=%d): "
@@ -203,19 +213,77 @@ class Index(VamanaIndex):
             )  # fmt: skip
         return max(cal.ef_for(target), k)
 
+    def _calibration_for(self, k: int) -> Calibration:
+        known = self._calibrations.get(k)
+        if known is None:
+            with self._calibrating:  # one at a time; a waiter then finds the new one
+                known = self._calibrations.get(k)
+                if known is None:
+                    return self._calibrate_locked(k)
+        cal, changes_at = known
+        if cal.stale(len(self), self._changes - changes_at):
+            self._recalibrate_in_background(k)
+        return cal
+
+    def _recalibrate_in_background(self, k: int) -> None:
+        thread = self._recalibration
+        if (thread is not None and thread.is_alive()) or self._calibrating.locked():
+            return  # one at a time: a later search retries
+
+        def run() -> None:
+            if not self._calibrating.acquire(blocking=False):
+                return
+            try:
+                self._calibrate_locked(k)
+            except Exception:  # a background thread has no caller to raise to
+                logger.exception("background recalibration for k=%d failed", k)
+            finally:
+                self._calibrating.release()
+
+        self._recalibration = threading.Thread(target=run, name="recalibrate", daemon=True)
+        self._recalibration.start()
+
+    def wait_for_calibration(self, timeout: float | None = None) -> None:
+        """Wait until a background recalibration (if one runs) is done."""
+        thread = self._recalibration
+        if thread is not None:
+            thread.join(timeout)
+
     def calibrate(self, k: int = 10, *, queries: int | None = None, seed: int = 0) -> Calibration:
         """Measure recall@``k`` over a grid of ``ef`` on sampled stored points (leave-one-out
         queries against exact search; see :mod:`quiver.quality.calibration`) and keep it for
-        ``target_recall`` searches; it is saved with the index."""
+        ``target_recall`` searches with this ``k``; it is saved with the index. Waits for a
+        calibration in progress (one runs at a time)."""
         k = positive_int(k, "k")
+        with self._calibrating:
+            return self._calibrate_locked(k, queries=queries, seed=seed)
+
+    def _calibrate_locked(
+        self, k: int, *, queries: int | None = None, seed: int = 0
+    ) -> Calibration:
         if len(self) <= k:
             raise InvalidInputError(f"calibrate needs more than k={k} points, got {len(self)}")
         options = {} if queries is None else {"queries": positive_int(queries, "queries")}
+        changes_at = self._changes
         cal = calibrate(self, k=k, seed=seed, **options)
-        self._calibration = cal
-        self._changes = 0
+        self._keep_calibration(cal, changes_at)
         logger.info("calibrated recall@%d on %d points in %.2f s", k, cal.count, cal.seconds)
         return cal
+
+    def _keep_calibration(self, cal: Calibration, changes_at: int) -> None:
+        calibrations = dict(self._calibrations)  # replaced whole: readers never see a change
+        calibrations.pop(cal.k, None)
+        calibrations[cal.k] = (cal, changes_at)
+        while len(calibrations) > MAX_CALIBRATIONS:
+            calibrations.pop(next(iter(calibrations)))
+        self._calibrations = calibrations
+
+    @property
+    def _calibration(self) -> Calibration | None:
+        """The most recently made calibration (what stats and older manifests show)."""
+        if not self._calibrations:
+            return None
+        return next(reversed(self._calibrations.values()))[0]
 
     # ------------------------------------------------------------------ stats, persistence
     def stats(self) -> dict[str, Any]:
@@ -225,18 +293,23 @@ class Index(VamanaIndex):
             **super().stats(),
             "diagnosis": self._diagnosis,
             "calibration": None if self._calibration is None else self._calibration.to_dict(),
+            "calibrated_k": sorted(self._calibrations),
         }
 
     def manifest_extras(self) -> dict[str, Any]:
         return {
             "diagnosis": self._diagnosis,
             "calibration": None if self._calibration is None else self._calibration.to_dict(),
+            "calibrations": [cal.to_dict() for cal, _ in self._calibrations.values()],
         }
 
     def load_extras(self, manifest: dict[str, Any]) -> None:
         self._diagnosis = manifest.get("diagnosis")
-        if manifest.get("calibration"):
-            self._calibration = Calibration.from_dict(manifest["calibration"])
+        saved = manifest.get("calibrations") or (
+            [manifest["calibration"]] if manifest.get("calibration") else []
+        )
+        for entry in saved:
+            self._keep_calibration(Calibration.from_dict(entry), self._changes)
 
 
 def warmup() -> float:

@@ -17,6 +17,7 @@ from lowrank import low_rank_data
 
 import quiver
 from quiver import CorruptIndexError, FormatVersionError
+from quiver.engine import store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -123,6 +124,9 @@ def test_unknown_format_version_is_a_clear_error(tmp_path) -> None:
     manifest = json.loads((tmp_path / "i" / "manifest.json").read_text())
     manifest["format_version"] = 99
     (tmp_path / "i" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CorruptIndexError, match="checksum mismatch"):  # edited, not resealed
+        quiver.Index.open(tmp_path / "i")
+    store.write_manifest(tmp_path / "i", manifest)  # resealed: the version is what fails
     with pytest.raises(FormatVersionError, match="version 99.*reads version 1"):
         quiver.Index.open(tmp_path / "i")
 

@@ -46,7 +46,8 @@ def test_calibration_refreshes_after_the_index_doubles(wordnet) -> None:
     index.ef_for_recall(0.9)
     assert index.stats()["calibration"]["count"] == 2000  # fresh: not recalibrated
     index.add(wordnet.train[2000:4500])
-    index.ef_for_recall(0.9)
+    index.ef_for_recall(0.9)  # served by the stale calibration, replaced in the background
+    index.wait_for_calibration()
     assert index.stats()["calibration"]["count"] == 4500
     assert first.stale(4500, 2500)
 

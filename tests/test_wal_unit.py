@@ -193,11 +193,6 @@ def test_a_checksummed_but_undecodable_record_is_corruption(tmp_path: Path, body
         replay(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decode_body's struct.error (body shorter than its 5-byte head) is not caught: "
-    "_read_file only turns ValueError/UnicodeDecodeError into CorruptIndexError",
-)
 def test_a_checksummed_record_too_short_for_its_head_is_corruption(tmp_path: Path) -> None:
     (tmp_path / "wal-00000000000000000001.log").write_bytes(frame(1, b"\x02"))
     with pytest.raises(CorruptIndexError):
@@ -279,11 +274,6 @@ def test_fsync_policy_rejects_unknown_values(tmp_path: Path, policy) -> None:
         WriteAheadLog(tmp_path / "log", DIM, fsync=policy)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="WriteAheadLog.__init__ creates its directory before validating fsync, so a bad "
-    "policy still changes the file system",
-)
 def test_a_rejected_fsync_policy_creates_nothing(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError):
         WriteAheadLog(tmp_path / "log", DIM, fsync="always")

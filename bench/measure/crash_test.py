@@ -13,6 +13,15 @@ and consolidations: the gap measures that history, not the recovery).
 
     python -m bench.measure.crash_test --trials 100          # writes bench/results/crash-test.json
 
+``--ops`` adds the directory operations to the writer's loop (an explicit checkpoint, a
+consolidation, a snapshot, a ``restore_snapshot(replace=True)`` of collection "mirror", the
+creation and the drop of collection "tmp", in turn after each batch) and checks, after each
+kill, that the directory opens, that every acknowledged write is there, and that no name is
+stuck (a collection directory that is not listed, or a listed collection that cannot be read);
+it skips the recall comparison, so trials are quick:
+
+    python -m bench.measure.crash_test --ops --trials 200 --out bench/results/crash-test-ops.json
+
 The same functions run a reduced version in the test suite (tests/test_durability.py).
 """
 
@@ -54,7 +63,12 @@ def deleted_ids(b: int) -> list[int]:
     return batch_ids(b - 2)[: BATCH // 4] if b >= 2 and b % 3 == 0 else []
 
 
-def run_writer(db_dir: str, start: int, fsync: str) -> None:
+#: Side collections of the --ops writer: restored over and over, created and dropped.
+MIRROR, TEMP = "mirror", "tmp"
+OPERATIONS = ("checkpoint", "consolidate", "snapshot", "restore-replace", "create", "drop")
+
+
+def run_writer(db_dir: str, start: int, fsync: str, ops: bool = False) -> None:
     """Upsert batch after batch from ``start``; print ACK lines; runs until killed."""
     import quiver
     from bench.harness.bundled import load_wordnet_slice
@@ -75,7 +89,27 @@ def run_writer(db_dir: str, start: int, fsync: str) -> None:
         if gone:
             c.delete(gone)
             print(f"ACK delete {b}", flush=True)
+        if ops:
+            directory_operation(db, c, b, Path(db_dir).parent / "snapshot.tar", train.shape[1])
         b += 1
+
+
+def directory_operation(db, c, b: int, snapshot: Path, dim: int) -> None:
+    """One of the operations the --ops writer interleaves with its batches."""
+    step = b % 6
+    print(f"OP {OPERATIONS[step]}", flush=True)  # the operation a kill may interrupt
+    if step == 0:
+        c.checkpoint(force=True)
+    elif step == 1:
+        c.consolidate()
+    elif step == 2:
+        c.snapshot(snapshot)
+    elif step == 3 and snapshot.exists():
+        db.restore_snapshot(snapshot, MIRROR, replace=True)
+    elif step == 4 and TEMP not in db.list_collections():
+        db.create_collection(TEMP, dim)
+    elif step == 5 and TEMP in db.list_collections():
+        db.drop_collection(TEMP)
 
 
 @dataclass
@@ -94,11 +128,13 @@ class Model:
             self.present.pop(i, None)
 
 
-def trial(db_dir: Path, model: Model, rng: np.random.Generator, fsync: str = "batch") -> dict:
+def trial(
+    db_dir: Path, model: Model, rng: np.random.Generator, fsync: str = "batch", ops: bool = False
+) -> dict:
     """One writer run killed at a random moment, then a check. Returns the trial's record."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.measure.crash_test", "--writer", str(db_dir),
-         "--start", str(model.next_batch), "--fsync", fsync],
+         "--start", str(model.next_batch), "--fsync", fsync] + (["--ops"] if ops else []),
         stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -110,14 +146,98 @@ def trial(db_dir: Path, model: Model, rng: np.random.Generator, fsync: str = "ba
     out, _ = proc.communicate()
     started = model.next_batch
     last_ack = started - 1
+    interrupted = "write"
     for line in out.splitlines():
+        if line.startswith("OP "):
+            interrupted = line.split()[1]
+            continue
+        interrupted = "write"
         _, op, b = line.split()
         if op == "upsert":
             model.upsert(int(b))
             last_ack = int(b)
         else:
             model.delete(int(b))
+    if ops:
+        return {"interrupted": interrupted, **check_ops(db_dir, model, last_ack, delay)}
     return check(db_dir, model, last_ack, delay)
+
+
+def check_ops(db_dir: Path, model: Model, last_ack: int, delay: float) -> dict:
+    """The --ops check: the directory opens, acknowledged writes are there, no name is stuck."""
+    import quiver
+
+    record = {"kill_after_s": round(delay, 3), "unopenable": 0, "lost": 0, "stuck": 0}
+    try:
+        db = quiver.Database(db_dir)
+    except Exception as exc:  # the directory must always open
+        return {**record, "unopenable": 1, "failures": [f"open failed: {exc!r}"]}
+    try:
+        c = db.get_collection(COLLECTION)
+        failures, _, _ = check_points(c, model, last_ack)
+        record["lost"] = sum("missing" in f or "count" in f for f in failures)
+        listed = set(db.list_collections())
+        for name in (MIRROR, TEMP):
+            on_disk = (db_dir / "collections" / name).exists()
+            try:
+                if name in listed:
+                    db.get_collection(name).count()
+            except Exception as exc:
+                failures.append(f"{name}: listed but unreadable: {exc!r}")
+                record["stuck"] += 1
+            if on_disk != (name in listed):
+                failures.append(f"{name}: directory {on_disk}, listed {name in listed}")
+                record["stuck"] += 1
+        db.create_collection("probe", 4)  # names come and go freely
+        db.drop_collection("probe")
+        record["points"] = len(model.present)
+    finally:
+        db.close()
+    return {**record, "failures": failures}
+
+
+def check_points(c, model: Model, last_ack: int) -> tuple[list[str], list, int]:
+    """Check collection ``c`` against the model (the interrupted calls: the upsert of batch
+    ``last_ack + 1`` and the delete of ``last_ack``, each all or nothing); return the
+    failures, the acknowledged points read back and the last acknowledged batch."""
+    from bench.harness.bundled import load_wordnet_slice
+
+    train = load_wordnet_slice().train
+    failures: list[str] = []
+    # the interrupted calls: the upsert of batch last_ack + 1 and the delete of last_ack
+    pending = last_ack + 1
+    got = {p.id for p in c.retrieve(batch_ids(pending))}
+    if got and got != set(batch_ids(pending)):
+        failures.append(f"batch {pending} partially visible: {len(got)} of {BATCH}")
+    if got:
+        model.upsert(pending)
+        last_ack = pending
+    gone = deleted_ids(last_ack)
+    if gone:
+        left = {p.id for p in c.retrieve(gone)}
+        if left and left != set(gone):
+            failures.append(f"delete of batch {last_ack} partially applied")
+        if not left:
+            model.delete(last_ack)
+    model.next_batch = last_ack + 2  # never reuse the ids of an unacknowledged batch
+    ids = sorted(model.present)
+    points = c.retrieve(ids, with_payload=True, with_vector=True)
+    if len(points) != len(ids):
+        missing = set(ids) - {p.id for p in points}
+        failures.append(f"{len(missing)} acknowledged points missing, e.g. {min(missing)}")
+    for p in points:
+        b = model.present[p.id]
+        if p.payload is None or p.payload.get("batch") != b:
+            failures.append(f"point {p.id}: payload {p.payload} is not batch {b}'s")
+            break
+        row = batch_rows(b, len(train))[p.id - b * BATCH]
+        want = train[row] / np.linalg.norm(train[row])
+        if not np.allclose(p.vector, want, atol=1e-5):
+            failures.append(f"point {p.id}: vector differs")
+            break
+    if c.count() != len(ids):
+        failures.append(f"count {c.count()} but {len(ids)} points acknowledged")
+    return failures, points, last_ack
 
 
 def check(db_dir: Path, model: Model, last_ack: int, delay: float) -> dict:
@@ -125,47 +245,14 @@ def check(db_dir: Path, model: Model, last_ack: int, delay: float) -> dict:
     from bench.harness.bundled import load_wordnet_slice
     from quiver import exact_search, recall_at_k
 
-    train, queries = load_wordnet_slice().train, load_wordnet_slice().test
+    queries = load_wordnet_slice().test
     t0 = time.perf_counter()
     db = quiver.Database(db_dir)
     open_s = time.perf_counter() - t0
-    failures: list[str] = []
     r_rec = r_fresh = r_clean = float("nan")
     try:
         c = db.get_collection(COLLECTION)
-        # the interrupted calls: the upsert of batch last_ack + 1 and the delete of last_ack
-        pending = last_ack + 1
-        got = {p.id for p in c.retrieve(batch_ids(pending))}
-        if got and got != set(batch_ids(pending)):
-            failures.append(f"batch {pending} partially visible: {len(got)} of {BATCH}")
-        if got:
-            model.upsert(pending)
-            last_ack = pending
-        gone = deleted_ids(last_ack)
-        if gone:
-            left = {p.id for p in c.retrieve(gone)}
-            if left and left != set(gone):
-                failures.append(f"delete of batch {last_ack} partially applied")
-            if not left:
-                model.delete(last_ack)
-        model.next_batch = last_ack + 2  # never reuse the ids of an unacknowledged batch
-        ids = sorted(model.present)
-        points = c.retrieve(ids, with_payload=True, with_vector=True)
-        if len(points) != len(ids):
-            missing = set(ids) - {p.id for p in points}
-            failures.append(f"{len(missing)} acknowledged points missing, e.g. {min(missing)}")
-        for p in points:
-            b = model.present[p.id]
-            if p.payload is None or p.payload.get("batch") != b:
-                failures.append(f"point {p.id}: payload {p.payload} is not batch {b}'s")
-                break
-            row = batch_rows(b, len(train))[p.id - b * BATCH]
-            want = train[row] / np.linalg.norm(train[row])
-            if not np.allclose(p.vector, want, atol=1e-5):
-                failures.append(f"point {p.id}: vector differs")
-                break
-        if c.count() != len(ids):
-            failures.append(f"count {c.count()} but {len(ids)} points acknowledged")
+        failures, points, last_ack = check_points(c, model, last_ack)
         # recall against the exact answer, recovered vs a fresh build of the same points
         x = np.array([p.vector for p in points], dtype=np.float32)
         _, gt = exact_search(x, queries, 10, "cosine")
@@ -212,9 +299,13 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/crash-test.json")
     ap.add_argument("--writer", help=argparse.SUPPRESS)
     ap.add_argument("--start", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--ops", action="store_true", help="also kill during directory operations")
+    ap.add_argument(
+        "--reset-every", type=int, default=0, help="start a fresh directory every N trials"
+    )
     args = ap.parse_args()
     if args.writer:
-        run_writer(args.writer, args.start, args.fsync)
+        run_writer(args.writer, args.start, args.fsync, args.ops)
         return
     logging.basicConfig(level=logging.WARNING)
     rng = np.random.default_rng(args.seed)
@@ -222,10 +313,30 @@ def main() -> None:
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         for t in range(args.trials):
-            rec = trial(Path(tmp) / "db", model, rng, args.fsync)
+            if args.reset_every and t and t % args.reset_every == 0:
+                model = Model()  # a fresh directory: bounds the collection's size
+            db_dir = Path(tmp) / f"db{t // args.reset_every if args.reset_every else 0}"
+            rec = trial(db_dir, model, rng, args.fsync, args.ops)
             records.append(rec)
             print(f"trial {t + 1}/{args.trials}: {rec}", flush=True)
     failed = [r for r in records if r["failures"]]
+    if args.ops:
+        summary = {
+            "command": "python -m bench.measure.crash_test " + " ".join(sys.argv[1:]),
+            "trials": len(records),
+            "failed_trials": len(failed),
+            "unopenable": sum(r["unopenable"] for r in records),
+            "acknowledged_lost_checks": sum(r["lost"] for r in records),
+            "stuck_names": sum(r["stuck"] for r in records),
+            "kills_during": {
+                op: sum(r["interrupted"] == op for r in records) for op in ("write", *OPERATIONS)
+            },
+            "final_points": len(model.present),
+            "records": records,
+        }
+        Path(args.out).write_text(json.dumps(summary, indent=1))
+        print(json.dumps({k: v for k, v in summary.items() if k != "records"}, indent=1))
+        sys.exit(1 if failed else 0)
     summary = {
         "command": "python -m bench.measure.crash_test " + " ".join(sys.argv[1:]),
         "trials": len(records),

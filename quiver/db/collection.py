@@ -15,6 +15,14 @@ when done. docs/DURABILITY.md states the guarantees.
 
 Searches are planned by :mod:`quiver.db.planner` and executed by :mod:`quiver.db.query`;
 the files are :mod:`quiver.db.files`.
+
+Failures: a write is acknowledged once it is in the log; a checkpoint that the write then
+triggers and that fails (a full disk) is logged and counted in :meth:`Collection.info`
+(``checkpoint_failures``, ``last_checkpoint_error``), never raised as a failed write (the log
+still holds the write, and the next checkpoint retries). A log found shorter than the last
+checkpoint promises (files deleted or truncated) is logged as an error and shown in ``info()``
+(``status`` "degraded", ``log_damage``); the collection opens with what is left and
+checkpoints at once so that the log is consistent again.
 """
 
 from __future__ import annotations
@@ -41,15 +49,23 @@ from quiver.db.files import (
     write_snapshot,
 )
 from quiver.db.filters import parse_filter
+from quiver.db.id_order import IdOrder
 from quiver.db.ids import check_id, check_ids
 from quiver.db.payloads import FieldColumn, check_payloads, decode_payload, field_value
 from quiver.db.planner import FilterPlanner
 from quiver.db.query import QueryExecutor, make_point
 from quiver.db.request import SearchRequest, payload_selection
 from quiver.db.view import CollectionView
-from quiver.db.wal import OP_DELETE, OP_UPSERT, WriteAheadLog, check_fsync_policy
+from quiver.db.wal import (
+    OP_DELETE,
+    OP_UPSERT,
+    WriteAheadLog,
+    check_fsync_policy,
+    first_lsn,
+    start_log,
+)
 from quiver.engine import store
-from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError
+from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError, ReadOnlyError
 from quiver.index import Index
 from quiver.params import SearchParams
 from quiver.types import Point, ScoredPoint
@@ -81,9 +97,13 @@ class Collection:
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         consolidate_fraction: float = DEFAULT_CONSOLIDATE_FRACTION,
         verify_segments: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._dir = Path(directory)
         self.config = config
+        self._read_only = bool(read_only)
+        self._checkpoint_failures = 0
+        self._last_checkpoint_error: str | None = None
         self._checkpoint_bytes = positive_int(checkpoint_bytes, "checkpoint_bytes")
         if not 0.0 < consolidate_fraction <= 1.0:
             raise InvalidInputError(
@@ -96,13 +116,17 @@ class Collection:
         self._searches = 0  # searches in flight: writes then link on one thread
         self._searches_lock = threading.Lock()
         p = config.params
-        if (self._dir / store.MANIFEST).is_file():
+        published = (self._dir / store.MANIFEST).is_file()
+        if not published:
+            self._check_never_checkpointed()
+        if published:
             self._index = Index.open(
                 self._dir, num_threads=num_threads, verify_segments=verify_segments
             )
             if self._index.dim != config.dim or self._index.metric != config.metric:
                 raise CorruptIndexError(f"{self._dir}: index disagrees with its config file")
-            ids, payloads = read_points(self._dir, self._index.state().count)
+            state = self._index.state()
+            ids, payloads = read_points(self._dir, config.id_type, state.live[: state.count])
             self._applied_lsn = int(self._index.metadata.get("applied_lsn", 0))
         else:
             self._index = Index(
@@ -120,25 +144,61 @@ class Collection:
         live = np.flatnonzero(state.live[: state.count])
         row_of = {ids[r]: int(r) for r in live}
         self._view = CollectionView(state, ids, payloads, {}, row_of)
+        self._id_order = IdOrder(config.id_type)
         self._planner = FilterPlanner(self._index, self._column, self._row_of_filter_id)
         self._executor = QueryExecutor(self._index, self._planner, config.metric)
-        self._wal = WriteAheadLog(self._dir / WAL_DIR, config.dim, check_fsync_policy(fsync))
+        self._wal = WriteAheadLog(
+            self._dir / WAL_DIR, config.dim, check_fsync_policy(fsync), read_only=self._read_only
+        )
         replayed = 0
         for record in self._wal.replay(self._applied_lsn):
             self._apply(record.op, record.header, record.vectors)
             replayed += 1
-        if replayed:
+        self.log_damage = self._wal.damage
+        if self.log_damage:
+            logger.error("%s: %s", config.name, self.log_damage)
+            if not self._read_only:
+                self.checkpoint(force=True)  # the log starts again after what is left
+        elif replayed:
             logger.info("%s: replayed %d logged writes", config.name, replayed)
-            self.checkpoint()
+            if not self._read_only:
+                self._checkpoint_reporting_failure()
+
+    def _check_never_checkpointed(self) -> None:
+        """Whether a directory without a manifest is a collection that never completed a
+        checkpoint (its log still starts at record 1, holding every write, and only leftovers
+        of an unfinished first checkpoint may lie around) rather than one whose manifest was
+        lost: then its data files are all that is left, and nothing may treat it as new."""
+        logs = sorted((self._dir / WAL_DIR).glob("wal-*.log"))
+        if logs and first_lsn(logs[0]) == 1:
+            return
+        data = [p.name for p in self._dir.iterdir() if store.is_index_file(p.name)]
+        if data or logs:
+            raise CorruptIndexError(
+                f"collection {self.config.name!r}: {store.MANIFEST} is missing but data files "
+                f"remain ({', '.join(sorted(data + [p.name for p in logs])[:5])}...): the "
+                "collection is damaged; nothing was changed (restore it from a snapshot)"
+            )
 
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, directory: Path, config: CollectionConfig, **options: Any) -> Collection:
-        """Create the collection's directory and config file (atomically) and open it."""
+        """Create the collection's directory, config file, first (empty) checkpoint and log,
+        and open it. Not atomic by itself: :class:`quiver.Database` builds it under a
+        temporary name and renames it into place."""
         directory = Path(directory)
         directory.mkdir(parents=True)
         write_config(directory, config)
-        return cls(directory, config, **options)
+        collection = cls(directory, config, **options)
+        collection.checkpoint(force=True)
+        return collection
+
+    @staticmethod
+    def prepare_restored(directory: Path) -> None:
+        """Give an unpacked snapshot the log a checkpoint leaves behind (an empty file that
+        starts after the checkpoint's position), so that a later lost log is detectable."""
+        applied = int(store.read_manifest(directory).get("metadata", {}).get("applied_lsn", 0))
+        start_log(directory / WAL_DIR, applied + 1)
 
     @classmethod
     def open(cls, directory: Path, **options: Any) -> Collection:
@@ -172,6 +232,11 @@ class Collection:
         if self._closed:
             raise InvalidInputError(f"collection {self.name!r} is closed")
 
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError(f"collection {self.name!r} is open read-only: writes are refused")
+
     def _check_id(self, value: Any, where: str = "id") -> int | str:
         return check_id(self.config.id_type, value, where)
 
@@ -189,7 +254,7 @@ class Collection:
         ids = check_ids(self.config.id_type, ids, x.shape[0])
         texts = check_payloads(payloads, x.shape[0])
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             self._wal.append(OP_UPSERT, {"ids": ids, "payloads": texts}, x)
             self._apply_upsert(ids, x, texts)
             self._after_write()
@@ -200,7 +265,7 @@ class Collection:
         Thread safety: serialised with other writes; searches go on."""
         ids = check_ids(self.config.id_type, ids)
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             present = [i for i in ids if i in self._view.row_of]
             if present:
                 self._wal.append(OP_DELETE, {"ids": present})
@@ -213,7 +278,7 @@ class Collection:
         Thread safety: serialised with other writes; searches go on."""
         flt = parse_filter(filter)
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             view = self._view
             rows = np.flatnonzero(self._planner.mask(view, flt))
             return self.delete([view.ids[r] for r in rows]) if rows.size else 0
@@ -256,7 +321,7 @@ class Collection:
 
     def _after_write(self) -> None:
         if self._wal.bytes >= self._checkpoint_bytes:
-            self.checkpoint()
+            self._checkpoint_reporting_failure()
         state = self._view.state
         if state.n_deleted > self._consolidate_fraction * max(state.count, 1) and (
             self._consolidator is None or not self._consolidator.is_alive()
@@ -280,7 +345,7 @@ class Collection:
         background when tombstones exceed ``consolidate_fraction`` of the rows.
         """
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             result = self._index.consolidate()
             if result.removed:
                 view = self._view
@@ -302,8 +367,28 @@ class Collection:
 
         Done automatically when the log exceeds ``checkpoint_bytes``, after replay on open,
         after consolidation and on close. Without ``force`` it does nothing when no write
-        happened since the last one.
+        happened since the last one. A failure is counted in :meth:`info` and raised; the log
+        still holds every write, so nothing acknowledged is lost.
         """
+        with self._write_lock:
+            if self._read_only:
+                raise ReadOnlyError(f"collection {self.name!r} is open read-only")
+            try:
+                self._checkpoint(force)
+            except Exception as exc:
+                self._checkpoint_failures += 1
+                self._last_checkpoint_error = f"{type(exc).__name__}: {exc}"
+                raise
+
+    def _checkpoint_reporting_failure(self) -> None:
+        """A checkpoint whose failure is logged and counted, not raised: the caller's write is
+        already durable in the log."""
+        try:
+            self.checkpoint()
+        except Exception:
+            logger.exception("%s: checkpoint failed (the log keeps every write)", self.name)
+
+    def _checkpoint(self, force: bool) -> None:
         with self._write_lock:
             lsn = self._wal.next_lsn - 1
             published = (self._dir / store.MANIFEST).is_file()
@@ -334,7 +419,7 @@ class Collection:
         """
         staging = self._dir.parent / f".snapshot-{self.name}-{uuid.uuid4().hex[:8]}"
         with self._write_lock:
-            self._check_open()
+            self._check_writable()
             self.checkpoint()
             names = published_files(self._dir)
             staging.mkdir()
@@ -353,9 +438,12 @@ class Collection:
         with self._write_lock:
             if self._closed:
                 return
-            self.checkpoint()
-            self._wal.close()
             self._closed = True
+            try:
+                if not self._read_only:
+                    self._checkpoint_reporting_failure()
+            finally:
+                self._wal.close()
 
     # ------------------------------------------------------------------ reads
     def _locate(self, pid: Any) -> tuple[CollectionView, int | None]:
@@ -428,24 +516,22 @@ class Collection:
         with_payload: Any = True,
         with_vector: bool = False,
     ) -> tuple[list[Point], Any]:
-        """One page of points in storage order, starting at id ``offset`` (inclusive).
+        """One page of points in id order (numeric for uint64 ids, by code point for string
+        ids), starting at id ``offset`` (inclusive).
 
-        Returns ``(points, next_offset)``; ``next_offset`` is None after the last page. Pages
-        stay consistent while nothing is written; a point upserted during a scroll moves to
-        the end (it may be seen twice or, if deleted, not at all). Thread-safe (no lock).
+        Returns ``(points, next_offset)``; ``next_offset`` is None after the last page. The
+        offset is a position in id order, not a point: the next page continues after it
+        whether or not that point still exists, so writes during a scroll never make a page
+        skip or repeat a point that was there all along (a point inserted or deleted ahead of
+        the scroll is seen or not, as of the page that reaches it). Thread-safe (no lock).
         """
         limit = positive_int(limit, "limit")
         flt = parse_filter(filter)
         selection = payload_selection(with_payload)
+        start = None if offset is None else self._check_id(offset, "offset")
         view = self._view
-        start = 0
-        if offset is not None:
-            view, row = self._locate(self._check_id(offset, "offset"))
-            if row is None:
-                raise PointNotFoundError(f"scroll offset {offset!r} is not a live point id")
-            start = row
         mask = self._planner.mask(view, flt)
-        rows = np.flatnonzero(mask[start:])[: limit + 1] + start
+        rows = self._id_order.page(view.ids, view.state.count, mask, start, limit + 1)
         points = [
             make_point(self._index, view, int(r), selection, with_vector) for r in rows[:limit]
         ]
@@ -524,6 +610,11 @@ class Collection:
                 self._searches -= 1
 
     # ------------------------------------------------------------------ info
+    def _status(self) -> str:
+        if self._closed:
+            return "closed"
+        return "degraded" if self.log_damage else "green"
+
     def info(self) -> dict[str, Any]:
         """Counts, memory, parameters and state of the collection."""
         stats = self._index.stats()
@@ -540,7 +631,11 @@ class Collection:
             "deleted": stats["deleted"],
             "wal_bytes": self._wal.bytes,
             "applied_lsn": self._applied_lsn,
-            "status": "closed" if self._closed else "green",
+            "status": self._status(),
+            "read_only": self._read_only,
+            "checkpoint_failures": self._checkpoint_failures,
+            "last_checkpoint_error": self._last_checkpoint_error,
+            "log_damage": self.log_damage,
             "payload_indexes": sorted(view.columns),
             "diagnosis": stats.get("diagnosis"),
             "path": str(self._dir),

@@ -6,13 +6,25 @@ Layout::
     <path>/collections/<name>/         one collection (quiver.db.collection, quiver.db.files)
 
 ``Database(path)`` takes the lock (a second writer gets :class:`DatabaseLockedError` at once),
-opens every collection (loading its hot arrays, replaying its log) and is ready. ``close()``
-checkpoints every collection and releases the lock.
+finishes or rolls back a snapshot swap a crash interrupted, removes leftovers of unfinished
+creates, drops and restores, opens every collection (loading its hot arrays, replaying its
+log) and is ready. ``close()`` checkpoints every collection and releases the lock.
+
+``Database(path, read_only=True)`` takes no lock (a writer may hold it), changes nothing on
+disk (no checkpoint, no log append, no cleanup, no directory created) and refuses writes with
+:class:`~quiver.errors.ReadOnlyError`. It sees the data as of its open.
+
+Crash safety of the directory operations: a collection is created under a hidden temporary
+name (config, first empty checkpoint, log) and renamed into place; a drop renames it to a
+hidden trash name first; ``restore_snapshot(replace=True)`` writes a journal
+(``.swap-<name>.json``) before swapping the two directories, which the next open uses to finish
+the swap (the new collection is complete) or roll it back (the old one is still in place).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -33,8 +45,10 @@ from quiver.engine import store
 from quiver.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
+    CorruptIndexError,
     DatabaseLockedError,
     InvalidInputError,
+    ReadOnlyError,
 )
 from quiver.params import BuildParams
 
@@ -58,6 +72,8 @@ class Database:
     consolidate_fraction : share of tombstoned rows that triggers background consolidation.
     verify_segments : check the float vector files against their checksums on open (reads
         them once); the log, points and hot arrays are always checked.
+    read_only : open without the lock and without changing anything on disk; writes raise
+        :class:`~quiver.errors.ReadOnlyError`.
     """
 
     def __init__(
@@ -69,37 +85,93 @@ class Database:
         checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
         consolidate_fraction: float = DEFAULT_CONSOLIDATE_FRACTION,
         verify_segments: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._path = Path(path)
+        self._read_only = bool(read_only)
         self._options: dict[str, Any] = {
             "fsync": check_fsync_policy(fsync),
             "num_threads": num_threads,
             "checkpoint_bytes": checkpoint_bytes,
             "consolidate_fraction": consolidate_fraction,
             "verify_segments": verify_segments,
+            "read_only": self._read_only,
         }
-        (self._path / COLLECTIONS_DIR).mkdir(parents=True, exist_ok=True)
-        self._lock_fd = os.open(self._path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self._lock_fd)
-            raise DatabaseLockedError(
-                f"{self._path} is locked by another process (or another Database object in "
-                "this one); one writer per data directory"
-            ) from exc
+        self._lock_fd: int | None = None
+        if self._read_only:
+            if not (self._path / COLLECTIONS_DIR).is_dir():
+                raise CollectionNotFoundError(f"{self._path}: no quiver data directory to read")
+        else:
+            (self._path / COLLECTIONS_DIR).mkdir(parents=True, exist_ok=True)
+            self._lock_fd = self._take_lock()
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
         self._closed = False
         try:
+            if not self._read_only:
+                self._recover_directory()
             for directory in sorted((self._path / COLLECTIONS_DIR).iterdir()):
                 if directory.name.startswith("."):
-                    shutil.rmtree(directory, ignore_errors=True)  # leftover staging/trash
-                elif (directory / CONFIG_FILE).is_file():
+                    continue
+                if (directory / CONFIG_FILE).is_file():
                     self._collections[directory.name] = Collection.open(directory, **self._options)
+                else:
+                    logger.error(
+                        "%s: a collection directory without %s (not opened; remove it or "
+                        "restore a snapshot under that name with replace=True)",
+                        directory.name, CONFIG_FILE,
+                    )  # fmt: skip
         except BaseException:
             self.close()
             raise
+
+    def _take_lock(self) -> int:
+        fd = os.open(self._path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise DatabaseLockedError(
+                f"{self._path} is locked by another process (or another Database object in "
+                "this one); one writer per data directory (read_only=True needs no lock)"
+            ) from exc
+        return fd
+
+    def _recover_directory(self) -> None:
+        """Finish or roll back interrupted swaps, then delete hidden leftovers (staging,
+        trash, half-created collections) and collection directories a crash left empty."""
+        root = self._path / COLLECTIONS_DIR
+        for journal in sorted(root.glob(".swap-*.json")):
+            self._recover_swap(journal)
+        for entry in sorted(root.iterdir()):
+            if entry.name.startswith("."):
+                logger.warning("removing leftover %s (an unfinished operation)", entry.name)
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            elif entry.is_dir() and not (entry / CONFIG_FILE).exists():
+                leftovers = [p.name for p in entry.iterdir()]
+                if set(leftovers) <= {CONFIG_FILE + ".tmp"}:  # created by an older quiver
+                    logger.warning("removing half-created collection directory %s", entry.name)
+                    shutil.rmtree(entry, ignore_errors=True)
+        store.fsync_dir(root)
+
+    def _recover_swap(self, journal: Path) -> None:
+        """Complete the snapshot swap ``journal`` describes: forward when the new collection
+        is unpacked and the old one already moved aside, else back."""
+        root = self._path / COLLECTIONS_DIR
+        try:
+            swap = json.loads(journal.read_text(encoding="utf-8"))
+            target, staging = root / check_name(swap["name"]), root / swap["staging"]
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise CorruptIndexError(f"{journal}: unreadable swap journal: {exc}") from exc
+        if staging.is_dir() and not target.exists():
+            os.replace(staging, target)
+        outcome = "rolled back" if staging.is_dir() else "finished"
+        logger.warning("%s the interrupted restore of collection %r", outcome, swap["name"])
+        store.fsync_dir(root)
+        journal.unlink()
 
     @property
     def path(self) -> Path:
@@ -117,6 +189,15 @@ class Database:
     def _check_open(self) -> None:
         if self._closed:
             raise InvalidInputError(f"database {self._path} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyError(f"database {self._path} is open read-only: writes are refused")
+
+    def _hidden(self, kind: str, name: str) -> Path:
+        """A fresh hidden path in the collections folder (removed on the next open)."""
+        return self._path / COLLECTIONS_DIR / f".{kind}-{name}-{uuid.uuid4().hex[:8]}"
 
     def _dir(self, name: str) -> Path:
         return self._path / COLLECTIONS_DIR / name
@@ -137,10 +218,18 @@ class Database:
         params = BuildParams(max_degree, build_list_size, alpha, seed)
         config = CollectionConfig(check_name(name), dim, metric, id_type, params)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             if name in self._collections or self._dir(name).exists():
                 raise CollectionExistsError(f"collection {name!r} already exists")
-            collection = Collection.create(self._dir(name), config, **self._options)
+            staging = self._hidden("create", name)
+            try:
+                Collection.create(staging, config, **self._options).close()
+                os.replace(staging, self._dir(name))  # the name appears whole, or not at all
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            store.fsync_dir(self._path / COLLECTIONS_DIR)
+            collection = Collection.open(self._dir(name), **self._options)
             self._collections[name] = collection
             logger.info("created collection %r (dim %d, %s)", name, dim, config.metric)
             return collection
@@ -159,10 +248,11 @@ class Database:
     def drop_collection(self, name: str) -> None:
         """Delete a collection and its files."""
         with self._lock:
+            self._check_writable()
             collection = self.get_collection(name)
             collection.close()
             del self._collections[name]
-            trash = self._path / COLLECTIONS_DIR / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+            trash = self._hidden("trash", name)
             os.replace(self._dir(name), trash)  # disappears atomically
             store.fsync_dir(self._path / COLLECTIONS_DIR)
             shutil.rmtree(trash, ignore_errors=True)
@@ -172,41 +262,75 @@ class Database:
         """Create collection ``name`` from a file written by :meth:`Collection.snapshot`.
 
         ``replace=True`` swaps an existing collection of that name for the snapshot (a roll
-        back) once the snapshot is unpacked and checked; a crash during the final swap of the
-        two directories can leave the name without a collection (restore again). Otherwise an
-        existing name raises :class:`CollectionExistsError`.
+        back) once the snapshot is unpacked and checked; the swap is journaled, so a crash
+        during it leaves either the old or the new collection (see the module doc). Otherwise
+        an existing name raises :class:`CollectionExistsError`.
         """
         check_name(name)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             exists = name in self._collections or self._dir(name).exists()
             if exists and not replace:
                 raise CollectionExistsError(f"collection {name!r} already exists")
             staging = self._unpack_snapshot(Path(file), name)
-            if name in self._collections:
-                self._collections.pop(name).close()
-            trash = None
             if self._dir(name).exists():
-                trash = self._path / COLLECTIONS_DIR / f".trash-{name}-{uuid.uuid4().hex[:8]}"
-                os.replace(self._dir(name), trash)
-            os.replace(staging, self._dir(name))
-            store.fsync_dir(self._path / COLLECTIONS_DIR)
-            if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
+                self._swap_in(staging, name)
+            else:
+                os.replace(staging, self._dir(name))
+                store.fsync_dir(self._path / COLLECTIONS_DIR)
             collection = Collection.open(self._dir(name), **self._options)
             self._collections[name] = collection
             logger.info("restored collection %r from %s", name, file)
             return collection
 
+    def _swap_in(self, staging: Path, name: str) -> None:
+        """Replace collection ``name`` by the checked collection in ``staging``, journaled."""
+        root = self._path / COLLECTIONS_DIR
+        journal = root / f".swap-{name}.json"
+        trash = self._hidden("trash", name)
+        tmp = journal.with_name(journal.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"name": name, "staging": staging.name}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, journal)
+        store.fsync_dir(root)
+        old = self._collections.pop(name, None)
+        if old is not None:
+            old.close()
+        try:
+            os.replace(self._dir(name), trash)
+            os.replace(staging, self._dir(name))
+            store.fsync_dir(root)
+        except BaseException:
+            if trash.exists() and not self._dir(name).exists():
+                os.replace(trash, self._dir(name))  # roll back: the old one stays
+            if old is not None:
+                self._collections[name] = Collection.open(self._dir(name), **self._options)
+            shutil.rmtree(staging, ignore_errors=True)
+            journal.unlink(missing_ok=True)
+            raise
+        journal.unlink()
+        store.fsync_dir(root)
+        shutil.rmtree(trash, ignore_errors=True)
+
     def _unpack_snapshot(self, file: Path, name: str) -> Path:
         """Unpack and check a snapshot into a staging folder; return it."""
-        staging = self._path / COLLECTIONS_DIR / f".restore-{name}-{uuid.uuid4().hex[:8]}"
+        staging = self._hidden("restore", name)
         staging.mkdir()
         try:
             extract_snapshot(file, staging, CONFIG_FILE)  # only what a snapshot holds
-            config = read_config(staging)
-            store.read_manifest(staging)  # present and of a known format
+            try:
+                config = read_config(staging)
+                store.read_manifest(staging)  # present and of a known format
+            except FileNotFoundError as exc:
+                missing = [n for n in (CONFIG_FILE, store.MANIFEST) if not (staging / n).is_file()]
+                raise CorruptIndexError(
+                    f"{file.name}: not a quiver snapshot: {', '.join(missing) or 'a file'} is "
+                    "missing"
+                ) from exc
             write_config(staging, config.renamed(name))
+            Collection.prepare_restored(staging)
             Collection.open(staging, **self._options).close()  # checksums, points, index
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -223,5 +347,6 @@ class Database:
                 for collection in self._collections.values():
                     collection.close()
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-                os.close(self._lock_fd)
+                if self._lock_fd is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    os.close(self._lock_fd)

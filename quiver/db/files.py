@@ -2,7 +2,8 @@
 
 Directory of one collection::
 
-    collection.json            name, dim, metric, id type, build params (written once)
+    collection.json            name, dim, metric, id type, build params (written once), sealed
+                               with ``config_crc32`` (quiver.engine.store.seal)
     manifest.json ...          the index (quiver.engine.persistence), which also names
     points-gN.parquet          the points of generation N: id, payload (JSON text), live;
                                Parquet so that DuckDB, polars or pandas read it as it is
@@ -24,9 +25,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from quiver.db.ids import ID_TYPES
+from quiver.db.ids import ID_TYPES, MAX_STRING_ID
 from quiver.engine import store
 from quiver.errors import CorruptIndexError, InvalidInputError
 from quiver.metrics import METRIC_NAMES, parse_metric
@@ -34,6 +36,7 @@ from quiver.params import BuildParams
 from quiver.validation import positive_int
 
 CONFIG_FILE = "collection.json"
+CONFIG_CRC = "config_crc32"
 WAL_DIR = "wal"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -85,7 +88,7 @@ def write_config(directory: Path, config: CollectionConfig) -> None:
     """Write (or replace) a collection's config file atomically."""
     tmp = directory / (CONFIG_FILE + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(config.to_dict(), fh, indent=2)
+        json.dump(store.seal(config.to_dict(), CONFIG_CRC), fh, indent=2)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, directory / CONFIG_FILE)
@@ -97,9 +100,13 @@ def read_config(directory: Path) -> CollectionConfig:
     path = Path(directory) / CONFIG_FILE
     try:
         with open(path, encoding="utf-8") as fh:
-            return CollectionConfig.from_dict(json.load(fh))
+            doc = json.load(fh)
     except FileNotFoundError:
         raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptIndexError(f"{path}: unreadable collection config: {exc}") from exc
+    try:
+        return CollectionConfig.from_dict(store.unseal(doc, CONFIG_CRC, path))
     except (ValueError, KeyError, TypeError) as exc:
         raise CorruptIndexError(f"{path}: unreadable collection config: {exc}") from exc
 
@@ -126,16 +133,24 @@ def write_points(
         os.fsync(fh.fileno())
 
 
-def read_points_file(path: Path) -> tuple[list[Any], list[str | None]]:
-    """Ids and payload texts of one points file (Parquet, or Arrow IPC of the first format)."""
+def read_table_file(path: Path) -> pa.Table:
+    """The table of one points file (Parquet, or Arrow IPC of the first format), fully
+    validated (offsets too: a crafted file must not read out of bounds)."""
     try:
         if path.name.endswith(POINTS_SUFFIX):
             table = pq.read_table(path)
         else:
             with pa.memory_map(str(path), "r") as source:
                 table = pa.ipc.open_file(source).read_all()
+        table.validate(full=True)
     except (OSError, pa.ArrowInvalid) as exc:
         raise CorruptIndexError(f"points file {path.name} unreadable: {exc}") from exc
+    return table
+
+
+def read_points_file(path: Path) -> tuple[list[Any], list[str | None]]:
+    """Ids and payload texts of one points file, unchecked against an index."""
+    table = read_table_file(path)
     if table.column_names[:2] != ["id", "payload"]:
         raise CorruptIndexError(
             f"points file {path.name}: expected columns id, payload, live; got {table.column_names}"
@@ -143,16 +158,46 @@ def read_points_file(path: Path) -> tuple[list[Any], list[str | None]]:
     return table.column("id").to_pylist(), table.column("payload").to_pylist()
 
 
-def read_points(directory: Path, rows: int) -> tuple[list[Any], list[str | None]]:
-    """Ids and payload texts of the points file the manifest names (``rows`` of them)."""
+def read_points(
+    directory: Path, id_type: str, live: np.ndarray
+) -> tuple[list[Any], list[str | None]]:
+    """Ids and payload texts of the points file the manifest names, one row per index row
+    (``live``: the index's live flags). Checked before use: row count, column types, ids
+    valid for ``id_type`` and unique among the live rows."""
     manifest = store.read_manifest(directory)
     name = manifest["files"].get("points")
     if name is None:
         raise CorruptIndexError(f"{directory}: manifest names no points file")
-    ids, payloads = read_points_file(directory / name)
-    if len(ids) != rows:
-        raise CorruptIndexError(f"{directory}: {name} has {len(ids)} rows, the index {rows}")
-    return ids, payloads
+    table = read_table_file(directory / name)
+    rows = live.shape[0]
+    if table.num_rows != rows:
+        raise CorruptIndexError(f"{directory}: {name} has {table.num_rows} rows, the index {rows}")
+    _check_point_columns(directory / name, table, id_type, live)
+    return table.column("id").to_pylist(), table.column("payload").to_pylist()
+
+
+def _check_point_columns(path: Path, table: pa.Table, id_type: str, live: np.ndarray) -> None:
+    id_arrow = pa.uint64() if id_type == "uint64" else pa.string()
+    expected = {"id": id_arrow, "payload": pa.string()}
+    for column, arrow_type in expected.items():
+        if column not in table.column_names or table.schema.field(column).type != arrow_type:
+            raise CorruptIndexError(f"{path}: column {column!r} missing or not {arrow_type}")
+    ids = table.column("id")
+    if ids.null_count:
+        raise CorruptIndexError(f"{path}: {ids.null_count} points have no id")
+    if id_type == "string" and len(ids):
+        lengths = pc.utf8_length(ids)
+        low, high = pc.min(lengths).as_py(), pc.max(lengths).as_py()
+        if low < 1 or high > MAX_STRING_ID:
+            raise CorruptIndexError(
+                f"{path}: string ids must have 1 to {MAX_STRING_ID} characters, got {low}..{high}"
+            )
+    live_ids = ids.filter(pa.array(live.astype(bool)))
+    distinct = pc.count_distinct(live_ids).as_py()
+    if distinct != len(live_ids):
+        raise CorruptIndexError(
+            f"{path}: {len(live_ids) - distinct} live points share an id with another"
+        )
 
 
 def published_files(directory: Path) -> list[str]:

@@ -44,7 +44,7 @@ class Match:
 @dataclass(frozen=True)
 class Range:
     key: str
-    bounds: tuple[tuple[str, float], ...]
+    bounds: tuple[tuple[str, int | float], ...]
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,8 @@ def _parse_condition(obj: Any, where: str, depth: int) -> Any:
         for op, bound in bounds.items():
             if isinstance(bound, bool) or not isinstance(bound, int | float) or bound != bound:
                 raise InvalidFilterError(f"{where}.range.{op} must be a number, got {bound!r}")
-        return Range(key, tuple((op, float(b)) for op, b in sorted(bounds.items())))
+        # integers stay integers: compared exactly, also beyond float64's 2**53
+        return Range(key, tuple((op, b) for op, b in sorted(bounds.items())))
     match = obj["match"]
     if not isinstance(match, dict) or len(match) != 1:
         raise InvalidFilterError(

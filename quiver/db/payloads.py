@@ -4,7 +4,8 @@ Payloads are JSON objects stored as compact JSON text, one per row (rows align w
 A filter on a field reads a :class:`FieldColumn` built from the payloads on first use and kept
 up to date by every later write: numbers in a float64 array, other scalars (strings, booleans)
 as dictionary codes in an int32 array, so that a condition over all rows is one vectorised
-comparison. Rows whose value is a list are kept apart and matched element by element.
+comparison. Rows whose value is a list are kept apart and matched element by element; so are
+integers that float64 cannot hold exactly (beyond 2**53), which are compared exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from quiver.errors import InvalidInputError
+from quiver.errors import CorruptIndexError, InvalidInputError
 
 MISSING = object()  # a field absent from a payload
 #: Deepest nesting of objects and lists in a payload (the payload object itself is level 1):
@@ -97,8 +98,17 @@ def check_payloads(payloads: Any, n: int) -> list[str | None]:
 
 
 def decode_payload(text: str | None) -> dict[str, Any] | None:
-    """Inverse of :func:`encode_payload`."""
-    return None if text is None else json.loads(text)
+    """Inverse of :func:`encode_payload` (CorruptIndexError for stored text that is not a JSON
+    object: parsing every payload on open would cost too much, so it is checked here)."""
+    if text is None:
+        return None
+    try:
+        payload = json.loads(text)
+    except ValueError as exc:
+        raise CorruptIndexError(f"a stored payload is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise CorruptIndexError(f"a stored payload is not a JSON object: {text[:40]!r}")
+    return payload
 
 
 def field_value(payload: dict[str, Any] | None, path: str) -> Any:
@@ -113,6 +123,19 @@ def field_value(payload: dict[str, Any] | None, path: str) -> Any:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _float_exact(value: Any) -> bool:
+    """Whether a number survives the float64 column unchanged (big integers do not)."""
+    return not isinstance(value, int) or -(1 << 53) <= value <= 1 << 53
+
+
+def _as_float(value: int | float) -> float:
+    """``float(value)``, with integers beyond float64's range as +-inf (kept exactly apart)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _scalar_key(value: Any) -> tuple[str, Any] | None:
@@ -131,7 +154,9 @@ class FieldColumn:
         self.numbers = np.empty(0, dtype=np.float64)  # NaN where absent or not a number
         self.codes = np.empty(0, dtype=np.int32)  # dictionary code, -1 where absent
         self.dictionary: dict[tuple[str, Any], int] = {}
+        self.objects = np.empty(0, dtype=bool)  # rows whose value is a JSON object
         self.lists: dict[int, list[Any]] = {}  # rows whose value is a list
+        self.exact: dict[int, int] = {}  # rows holding an integer float64 cannot hold exactly
         self.size = 0
 
     def append(self, values: list[Any]) -> None:
@@ -142,17 +167,22 @@ class FieldColumn:
             cap = max(need, int(self.numbers.shape[0] * 1.5) + 64)
             numbers = np.full(cap, np.nan, dtype=np.float64)
             codes = np.full(cap, -1, dtype=np.int32)
+            objects = np.zeros(cap, dtype=bool)
             numbers[: self.size] = self.numbers[: self.size]
             codes[: self.size] = self.codes[: self.size]
-            self.numbers, self.codes = numbers, codes
+            objects[: self.size] = self.objects[: self.size]
+            self.numbers, self.codes, self.objects = numbers, codes, objects
         for i, value in enumerate(values):
             row = self.size + i
             self.numbers[row] = np.nan
             self.codes[row] = -1
+            self.objects[row] = isinstance(value, dict)
             if isinstance(value, list):
                 self.lists[row] = value
             elif _is_number(value):
-                self.numbers[row] = float(value)
+                self.numbers[row] = _as_float(value)
+                if not _float_exact(value):
+                    self.exact[row] = value
             else:
                 key = _scalar_key(value)
                 if key is not None:
@@ -164,10 +194,12 @@ class FieldColumn:
         out = FieldColumn()
         out.numbers = self.numbers[rows]
         out.codes = self.codes[rows]
+        out.objects = self.objects[rows]
         out.dictionary = dict(self.dictionary)
-        if self.lists:
+        if self.lists or self.exact:
             new_row = {int(old): new for new, old in enumerate(rows)}
             out.lists = {new_row[r]: v for r, v in self.lists.items() if r in new_row}
+            out.exact = {new_row[r]: v for r, v in self.exact.items() if r in new_row}
         out.size = int(rows.shape[0])
         return out
 
@@ -186,14 +218,17 @@ class FieldColumn:
     def match_any(self, values: list[Any], n: int, start: int = 0) -> np.ndarray:
         """Which of rows ``start..n`` hold a value equal to one of ``values``."""
         mask = np.zeros(n - start, dtype=bool)
-        numbers = [float(v) for v in values if _is_number(v)]
+        numbers = [float(v) for v in values if _is_number(v) and _float_exact(v)]
         if numbers:
             mask |= np.isin(self.numbers[start:n], numbers)
         codes = [self.dictionary[k] for v in values if (k := _scalar_key(v)) in self.dictionary]
         if codes:
             mask |= np.isin(self.codes[start:n], codes)
+        wanted = {_element_key(v) for v in values}
+        for r, value in self.exact.items():  # Python compares int and float exactly
+            if start <= r < n:
+                mask[r - start] = ("n", value) in wanted
         if self.lists:
-            wanted = {(_scalar_key(v) or ("n", float(v))) for v in values}
             mask[self._list_rows(n, lambda v: _element_key(v) in wanted, start)] = True
         return mask
 
@@ -204,26 +239,50 @@ class FieldColumn:
         mask = ~np.isnan(col)
         ops = {"gt": np.greater, "gte": np.greater_equal, "lt": np.less, "lte": np.less_equal}
         for op, bound in bounds.items():
-            mask &= ops[op](col, bound)
+            mask &= _float_comparison(op, bound)(col)
+
+        def inside(v: Any) -> bool:
+            return _is_number(v) and all(ops[op](v, bound) for op, bound in bounds.items())
+
+        for r, value in self.exact.items():
+            if start <= r < n:
+                mask[r - start] = inside(value)
         if self.lists:
-
-            def inside(v: Any) -> bool:
-                return _is_number(v) and all(
-                    ops[op](float(v), bound) for op, bound in bounds.items()
-                )
-
             mask[self._list_rows(n, inside, start)] = True
         return mask
 
     def present(self, n: int, start: int = 0) -> np.ndarray:
-        """Which of rows ``start..n`` hold a scalar or a non-empty list in the field."""
-        mask = ~np.isnan(self.numbers[start:n]) | (self.codes[start:n] >= 0)
+        """Which of rows ``start..n`` hold a scalar, an object or a non-empty list in the
+        field (``is_empty`` is the rest: absent, null or ``[]``)."""
+        mask = ~np.isnan(self.numbers[start:n]) | (self.codes[start:n] >= 0) | self.objects[start:n]
         mask[[r - start for r, v in self.lists.items() if start <= r < n and v]] = True
         return mask
 
 
+def _float_comparison(op: str, bound: float | int) -> Any:
+    """``x <op> bound`` over a float64 column, exact also for an integer bound that float64
+    cannot hold: every column value is a float, so it lies strictly on one side of such a
+    bound, and the comparison becomes one against the neighbouring float."""
+    if _float_exact(bound):
+        value = float(bound)
+        return {
+            "gt": lambda c: c > value,
+            "gte": lambda c: c >= value,
+            "lt": lambda c: c < value,
+            "lte": lambda c: c <= value,
+        }[op]
+    nearest = _as_float(bound)
+    if nearest > bound:
+        below, above = float(np.nextafter(nearest, -np.inf)), nearest
+    else:
+        below, above = nearest, float(np.nextafter(nearest, np.inf))
+    if op in ("gt", "gte"):
+        return lambda c: c >= above
+    return lambda c: c <= below
+
+
 def _element_key(value: Any) -> tuple[str, Any] | None:
     key = _scalar_key(value)
-    if key is None and _is_number(value) and math.isfinite(value):
-        return ("n", float(value))
+    if key is None and _is_number(value) and (isinstance(value, int) or math.isfinite(value)):
+        return ("n", value)  # int and float keys are equal (and hash alike) by exact value
     return key

@@ -80,6 +80,8 @@ def _regular_members(tar: tarfile.TarFile, name: str, size: int) -> dict[str, ta
             raise CorruptIndexError(f"{name}: more than {MAX_MEMBERS} files in the snapshot")
         if not member.isreg():
             continue
+        if member.name.startswith("./"):  # `tar -C dir -cf file .` and shutil.make_archive
+            member.name = member.name[2:]
         if member.name in members:
             raise CorruptIndexError(f"{name}: the file {member.name!r} appears twice")
         total += member.size

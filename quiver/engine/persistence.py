@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from quiver.engine import store
-from quiver.errors import CorruptIndexError
+from quiver.engine import store, validate
+from quiver.errors import CorruptIndexError, QuiverError
 
 #: Manifest file keys that hold the index's own arrays (any other key is a caller's file).
 ARRAY_KEYS = ("codes", "adjacency", "degrees", "labels", "live", "center", "rotation")
@@ -122,12 +122,38 @@ def save_index(
         return gen
 
 
+def _check_manifest_layout(directory: Path, manifest: dict[str, Any]) -> None:
+    """The manifest's file lists are well formed and name plain files of ``directory``."""
+    files, segments = manifest.get("files"), manifest.get("segments")
+    if not isinstance(files, dict) or not isinstance(segments, list):
+        raise CorruptIndexError(f"{directory}: manifest files/segments are malformed")
+    names = list(files.values())
+    for seg in segments:
+        if not isinstance(seg, dict) or "file" not in seg:
+            raise CorruptIndexError(f"{directory}: manifest segment entry malformed: {seg!r}")
+        names.append(seg["file"])
+    for name in names:
+        if not isinstance(name, str) or not name or Path(name).name != name or name[0] == ".":
+            raise CorruptIndexError(f"{directory}: manifest names a file outside it: {name!r}")
+    for key in ("codes", "adjacency", "degrees", "labels", "live"):
+        if key not in files:
+            raise CorruptIndexError(f"{directory}: manifest names no {key} file")
+    if not isinstance(manifest.get("params"), dict):
+        raise CorruptIndexError(f"{directory}: manifest params malformed")
+    if not isinstance(manifest.get("metadata", {}), dict):
+        raise CorruptIndexError(f"{directory}: manifest metadata malformed")
+
+
 def open_index(cls: Any, directory: Path, *, num_threads: int | None, verify: bool) -> Any:
     """Open a saved index of class ``cls``: hot arrays loaded (CRC-32 checked as they load),
-    float vectors memory-mapped (checked too when ``verify``)."""
+    float vectors memory-mapped (checked too when ``verify``), and everything checked
+    structurally (:mod:`quiver.engine.validate`) before a kernel can see it."""
     manifest = store.read_manifest(directory)
+    _check_manifest_layout(directory, manifest)
     files = manifest["files"]
     checksums = manifest.get("checksums", {})
+    if not isinstance(checksums, dict):
+        raise CorruptIndexError(f"{directory}: manifest checksums malformed")
     for key, name in files.items():
         if key not in ARRAY_KEYS:  # a caller's attached file (checked here, read by its owner)
             store.verify_checksum(directory / name, checksums.get(name))
@@ -139,45 +165,47 @@ def open_index(cls: Any, directory: Path, *, num_threads: int | None, verify: bo
         return store.load_array(directory / files[key], checksums.get(files[key]))
 
     params = manifest["params"]
-    index = cls(
-        manifest["dim"],
-        manifest["metric"],
-        max_degree=params["max_degree"],
-        build_list_size=params["build_list_size"],
-        alpha=params["alpha"],
-        seed=params["seed"],
-        num_threads=num_threads,
-        centering=manifest.get("centering", "none"),
-    )
-    if "center" in files:
-        index._center = load("center")
-    if "rotation" in files:
-        index._rotation = load("rotation")
-    index.load_extras(manifest)
+    try:
+        index = cls(
+            validate.manifest_int(directory, manifest, "dim", 1),
+            manifest.get("metric"),
+            max_degree=params["max_degree"],
+            build_list_size=params["build_list_size"],
+            alpha=params["alpha"],
+            seed=params["seed"],
+            num_threads=num_threads,
+            centering=manifest.get("centering", "none"),
+        )
+        index.load_extras(manifest)
+        build_seconds = float(manifest["build_seconds"])
+        generation = validate.manifest_int(directory, manifest, "generation", 0)
+    except (QuiverError, KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, CorruptIndexError):
+            raise
+        raise CorruptIndexError(f"{directory}: manifest parameters invalid: {exc}") from exc
+    arrays = {key: load(key) for key in ARRAY_KEYS if key in files}
+    arrays = validate.check_hot_arrays(directory, manifest, arrays, index.params.max_degree)
+    index._center = arrays.get("center")
+    index._rotation = arrays.get("rotation")
     h = index.hot
-    h.codes = load("codes")
-    h.adjacency = load("adjacency")
-    h.degrees = load("degrees")
-    h.labels = load("labels")
+    h.codes, h.adjacency, h.degrees = arrays["codes"], arrays["adjacency"], arrays["degrees"]
+    h.labels, h.live = arrays["labels"], arrays["live"]
     h.count = int(manifest["count"])
-    h.live = load("live") if "live" in files else np.ones(h.count, dtype=np.uint8)
     h.n_deleted = int(h.count - np.count_nonzero(h.live))
     index.metadata = dict(manifest.get("metadata", {}))
+    views = []
     for seg in manifest["segments"]:
         file = directory / seg["file"]
         if not file.is_file():
             raise CorruptIndexError(f"{directory}: segment {seg['file']} is missing")
-        index.segments.add_file(store.open_segment(file, index.dim), file)
-    total = sum(s.shape[0] for s in index.segments.views)
-    if total != h.count or h.codes.shape[0] != h.count:
-        raise CorruptIndexError(
-            f"{directory}: manifest count {h.count} disagrees with {total} vectors and "
-            f"{h.codes.shape[0]} codes"
-        )
+        views.append(store.open_segment(file, index.dim))
+    validate.check_segments(directory, manifest, views, h.count)
+    for seg, view in zip(manifest["segments"], views, strict=True):
+        index.segments.add_file(view, directory / seg["file"])
     h.entry = int(manifest["entry_point"])
     h.next_id = int(manifest["next_id"])
-    index._build_seconds = float(manifest["build_seconds"])
-    index._generation = int(manifest["generation"])
+    index._build_seconds = build_seconds
+    index._generation = generation
     index._path = directory
     index._checksums = {k: int(v) for k, v in checksums.items()}
     index.segments.refresh()

@@ -10,6 +10,10 @@ A saved index is a directory::
     degrees-g<gen>.npy, labels-g<gen>.npy, live-g<gen>.npy, and center/rotation when used
     <key>-g<gen>.<ext>          files a caller attaches (the database's points-g<gen>.arrow)
 
+The manifest carries ``manifest_crc32``, the CRC-32 of its own canonical JSON without that
+field (:func:`seal`), checked on read; a manifest written before the field existed is read with
+a logged warning (the structural checks of :mod:`quiver.engine.validate` still guard it).
+
 Files are never overwritten: every save writes files of a new generation, then switches the
 manifest, then deletes what the new manifest no longer names. A crash at any point leaves a
 manifest whose files all exist. Segments are immutable once written, so later saves keep them
@@ -36,8 +40,9 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+MANIFEST_CRC = "manifest_crc32"
 VECTOR_COLUMN = "vector"
-_OWNED_FILE = re.compile(r"^[a-z_]+-g\d+(-\d+)?\.(arrow|npy)$")  # <key>-g<generation>...
+_OWNED_FILE = re.compile(r"^[a-z_]+-g\d+(-\d+)?\.(arrow|npy|parquet)$")  # <key>-g<generation>...
 
 
 def fsync_dir(path: Path) -> None:
@@ -49,7 +54,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class _ChecksumWriter:
+class ChecksumWriter:
     """A binary file opened for writing that keeps the CRC-32 of what goes through it."""
 
     def __init__(self, path: Path) -> None:
@@ -79,7 +84,7 @@ class _ChecksumWriter:
 
 def write_table(path: Path, table: pa.Table) -> int:
     """Write ``table`` as an Arrow IPC file, fsynced; return its CRC-32."""
-    out = _ChecksumWriter(path)
+    out = ChecksumWriter(path)
     try:
         with pa.ipc.new_file(out, table.schema) as writer:
             writer.write_table(table)
@@ -136,22 +141,40 @@ def open_segment(path: Path, dim: int) -> np.ndarray:
     try:
         source = pa.memory_map(str(path), "r")
         reader = pa.ipc.open_file(source)
+        if reader.num_record_batches != 1:
+            raise CorruptIndexError(
+                f"{path}: expected 1 record batch, got {reader.num_record_batches}"
+            )
+        batch = reader.get_batch(0)
+        batch.validate()
     except (OSError, pa.ArrowInvalid) as exc:
+        if isinstance(exc, CorruptIndexError):
+            raise
         raise CorruptIndexError(f"{path}: not a readable vector segment: {exc}") from exc
-    if reader.num_record_batches != 1:
-        raise CorruptIndexError(f"{path}: expected 1 record batch, got {reader.num_record_batches}")
-    column = reader.get_batch(0).column(0)
-    if not pa.types.is_fixed_size_list(column.type) or column.type.list_size != dim:
+    if batch.num_columns != 1:
+        raise CorruptIndexError(f"{path}: expected 1 column, got {batch.num_columns}")
+    column = batch.column(0)
+    if (
+        not pa.types.is_fixed_size_list(column.type)
+        or column.type.list_size != dim
+        or column.type.value_type != pa.float32()
+        or column.null_count
+    ):
         raise CorruptIndexError(
             f"{path}: expected FixedSizeList<float32>[{dim}], got {column.type}"
         )
-    values = column.values.to_numpy(zero_copy_only=True)
+    values = column.flatten().to_numpy(zero_copy_only=True)
+    if values.shape[0] != len(column) * dim:
+        raise CorruptIndexError(
+            f"{path}: {len(column)} rows of {dim} need {len(column) * dim} values, got "
+            f"{values.shape[0]}"
+        )
     return values.reshape(len(column), dim)
 
 
 def save_array(path: Path, array: np.ndarray) -> int:
     """``np.save``, fsynced before a manifest names the file; return its CRC-32."""
-    out = _ChecksumWriter(path)
+    out = ChecksumWriter(path)
     try:
         np.save(out, array, allow_pickle=False)
     finally:
@@ -169,15 +192,47 @@ def load_array(path: Path, checksum: int | None = None) -> np.ndarray:
     _check(path, checksum, zlib.crc32(data))
     try:
         return np.load(io.BytesIO(data), allow_pickle=False)
-    except (ValueError, EOFError, OSError) as exc:
-        raise CorruptIndexError(f"{path}: unreadable array file: {exc}") from exc
+    except Exception as exc:  # a damaged header fails in many ways (ValueError, SyntaxError...)
+        raise CorruptIndexError(f"{path}: unreadable array file: {exc!r}") from exc
+
+
+def _canonical_crc(doc: dict[str, Any]) -> int:
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return zlib.crc32(text.encode("ascii"))
+
+
+def seal(doc: dict[str, Any], field: str) -> dict[str, Any]:
+    """``doc`` plus ``field``: the CRC-32 of the canonical JSON of the rest."""
+    rest = {k: v for k, v in doc.items() if k != field}
+    return {**rest, field: _canonical_crc(rest)}
+
+
+def unseal(doc: Any, field: str, path: Path) -> dict[str, Any]:
+    """``doc`` without ``field`` after checking it (CorruptIndexError when it does not
+    match); a document without the field (written by an older quiver) passes with a
+    warning."""
+    if not isinstance(doc, dict):
+        raise CorruptIndexError(f"{path}: expected a JSON object, got {type(doc).__name__}")
+    rest = {k: v for k, v in doc.items() if k != field}
+    if field not in doc:
+        logger.warning("%s: no %s (written by an older quiver): not verified", path, field)
+        return rest
+    expected = doc[field]
+    actual = _canonical_crc(rest)
+    if expected != actual:
+        raise CorruptIndexError(
+            f"{path}: checksum mismatch (expected {expected!r}, got {actual:#010x}): the file "
+            "was altered or damaged after it was written"
+        )
+    return rest
 
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
-    """Atomically publish ``manifest``: temp file, fsync, rename over the old one, fsync dir."""
+    """Atomically publish ``manifest`` (sealed with its checksum): temp file, fsync, rename
+    over the old one, fsync dir."""
     tmp = directory / (MANIFEST + ".tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=True)
+        json.dump(seal(manifest, MANIFEST_CRC), fh, indent=2, sort_keys=True)
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, directory / MANIFEST)
@@ -194,6 +249,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             manifest = json.load(fh)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CorruptIndexError(f"{path}: unreadable manifest: {exc}") from exc
+    manifest = unseal(manifest, MANIFEST_CRC, path)
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise FormatVersionError(
@@ -201,6 +257,11 @@ def read_manifest(directory: Path) -> dict[str, Any]:
             f"version {FORMAT_VERSION} (was it written by a newer quiver?)"
         )
     return manifest
+
+
+def is_index_file(name: str) -> bool:
+    """Whether ``name`` is a file a save writes (``<key>-g<generation>...``)."""
+    return bool(_OWNED_FILE.match(name))
 
 
 def remove_unreferenced(directory: Path, manifest: dict[str, Any]) -> None:
