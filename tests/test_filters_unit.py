@@ -417,3 +417,14 @@ def test_large_integers_match_exactly() -> None:
         False,
         True,
     ]
+
+
+@pytest.mark.parametrize(
+    "bounds",
+    [{"gte": 2**53 + 1}, {"gt": 2**53}, {"lt": 2**53 + 1}, {"lte": 2**53 + 1}, {"gt": 2**70}],
+)
+def test_ranges_compare_large_integers_exactly(bounds: dict) -> None:
+    values = [2**53, 2**53 + 1, 2**53 + 2, float(2**53), [2**53 + 1], 2**80]
+    rows = Rows([{"n": v} for v in values])
+    flt = {"must": [cond("n", range=bounds)]}
+    assert rows.mask(flt).tolist() == rows.expected(flt).tolist()

@@ -510,3 +510,28 @@ def test_a_truncated_log_is_reported(tmp_path) -> None:
     log.with_name("wal-00000000000000000009.log").write_bytes(b"")
     with quiver.Database(copy) as db2:
         assert "are missing" in db2.get_collection("c").info()["log_damage"]
+
+
+def test_writes_wait_for_the_checkpoint_that_rebases_a_damaged_log(tmp_path, monkeypatch) -> None:
+    db = quiver.Database(tmp_path / "db")
+    c = db.create_collection("c", DIM)
+    c.upsert(list(range(10)), points(10))
+    c.checkpoint()
+    c.upsert(list(range(10, 20)), points(10, seed=1))
+    copy = crash_copy(tmp_path / "db", tmp_path / "crashed")
+    db.close()
+    shutil.rmtree(copy / "collections" / "c" / "wal")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "injected: no space left")
+
+    with monkeypatch.context() as m:
+        m.setattr("quiver.db.collection.write_points", disk_full)
+        db2 = quiver.Database(copy)  # opens; the re-basing checkpoint failed
+        c2 = db2.get_collection("c")
+        assert c2.info()["checkpoint_failures"] == 1
+        with pytest.raises(OSError, match="no space"):
+            c2.upsert([50], points(1))  # refused: the log is not re-based yet
+    c2.upsert([50], points(1))  # the checkpoint works now, then the write
+    db2.close()
+    assert ids_in(copy) == set(range(10)) | {50}

@@ -393,9 +393,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_fuzz(args.mutations, args.seed, Path(tmp))
     summary["command"] = "python -m bench.measure.fuzz_snapshots " + " ".join(sys.argv[1:])
+    examples: dict[str, dict] = {}
+    for r in summary.pop("records"):  # one example per mutation kind and outcome
+        examples.setdefault(f"{r['kind']}/{r['outcome']}", r)
+    summary["examples"] = examples
     Path(args.out).write_text(json.dumps(summary, indent=1))
-    short = {k: v for k, v in summary.items() if k != "records"}
-    print(json.dumps(short, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k != "examples"}, indent=1))
     bad = summary["outcomes"].get("unclear", 0) + summary["outcomes"].get("crash", 0)
     sys.exit(1 if bad or summary["outcomes"].get("hang") or summary["left_behind"] else 0)
 

@@ -103,6 +103,7 @@ class Collection:
         self.config = config
         self._read_only = bool(read_only)
         self._checkpoint_failures = 0
+        self._rebase_pending = False  # a damaged log waits for a checkpoint before writes
         self._last_checkpoint_error: str | None = None
         self._checkpoint_bytes = positive_int(checkpoint_bytes, "checkpoint_bytes")
         if not 0.0 < consolidate_fraction <= 1.0:
@@ -155,10 +156,13 @@ class Collection:
             self._apply(record.op, record.header, record.vectors)
             replayed += 1
         self.log_damage = self._wal.damage
+        self._rebase_pending = bool(self.log_damage) and not self._read_only
         if self.log_damage:
             logger.error("%s: %s", config.name, self.log_damage)
-            if not self._read_only:
-                self.checkpoint(force=True)  # the log starts again after what is left
+            if self._rebase_pending:
+                self._checkpoint_reporting_failure(
+                    force=True
+                )  # the log restarts after what is left
         elif replayed:
             logger.info("%s: replayed %d logged writes", config.name, replayed)
             if not self._read_only:
@@ -236,6 +240,8 @@ class Collection:
         self._check_open()
         if self._read_only:
             raise ReadOnlyError(f"collection {self.name!r} is open read-only: writes are refused")
+        if self._rebase_pending:  # a damaged log: no write before a checkpoint re-bases it
+            self.checkpoint(force=True)
 
     def _check_id(self, value: Any, where: str = "id") -> int | str:
         return check_id(self.config.id_type, value, where)
@@ -380,11 +386,11 @@ class Collection:
                 self._last_checkpoint_error = f"{type(exc).__name__}: {exc}"
                 raise
 
-    def _checkpoint_reporting_failure(self) -> None:
+    def _checkpoint_reporting_failure(self, force: bool = False) -> None:
         """A checkpoint whose failure is logged and counted, not raised: the caller's write is
         already durable in the log."""
         try:
-            self.checkpoint()
+            self.checkpoint(force=force)
         except Exception:
             logger.exception("%s: checkpoint failed (the log keeps every write)", self.name)
 
@@ -407,6 +413,7 @@ class Collection:
             )
             self._applied_lsn = lsn
             self._wal.rotate(lsn)
+            self._rebase_pending = False
             self._publish()
 
     def snapshot(self, path: str | Path) -> Path:
