@@ -2,7 +2,7 @@
 
 Layout::
 
-    <path>/.lock                       held (flock) by the process that opened the database
+    <path>/.lock                       locked (quiver.db.dirlock) by the process that opened it
     <path>/collections/<name>/         one collection (quiver.db.collection, quiver.db.files)
 
 ``Database(path)`` takes the lock (a second writer gets :class:`DatabaseLockedError` at once),
@@ -12,7 +12,6 @@ checkpoints every collection and releases the lock.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
@@ -21,6 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from quiver.db import dirlock
 from quiver.db.collection import (
     DEFAULT_CHECKPOINT_BYTES,
     DEFAULT_CONSOLIDATE_FRACTION,
@@ -81,7 +81,7 @@ class Database:
         (self._path / COLLECTIONS_DIR).mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(self._path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            dirlock.try_lock(self._lock_fd)
         except BlockingIOError as exc:
             os.close(self._lock_fd)
             raise DatabaseLockedError(
@@ -223,5 +223,5 @@ class Database:
                 for collection in self._collections.values():
                     collection.close()
             finally:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                dirlock.unlock(self._lock_fd)
                 os.close(self._lock_fd)
