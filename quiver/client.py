@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 from quiver.db.request import SearchRequest
 from quiver.errors import ERROR_CODES, InvalidInputError, PointNotFoundError, QuiverError
 from quiver.types import Point, ScoredPoint
+from quiver.validation import as_matrix, id_column
 
 PointId = int | str
 
@@ -83,18 +83,15 @@ def _raise_for(response: httpx.Response) -> None:
     raise RemoteError(status, error, message)
 
 
-def _matrix_list(vectors: Any) -> list[list[float]]:
-    arr = np.asarray(vectors, dtype=np.float32)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise InvalidInputError(f"expected a 1-D or 2-D array of vectors, got {arr.ndim}-D")
-    return arr.tolist()
-
-
 def _id(value: Any) -> PointId:
     """numpy integers -> int (JSON), strings as they are."""
     return value if isinstance(value, str) else int(value)
+
+
+def _id_list(ids: Any) -> list[PointId]:
+    """Ids as JSON values, from a sequence or a column (pyarrow, pandas, polars)."""
+    column = id_column(ids)
+    return [_id(i) for i in (ids if column is None else column.to_pylist())]
 
 
 class Client:
@@ -251,7 +248,8 @@ class RemoteCollection:
     ) -> int:
         """Insert or replace points; returns how many. Sent in requests of ``batch_size``
         points, each durable when acknowledged (a failure leaves earlier batches written)."""
-        rows = _matrix_list(vectors)
+        ids = _id_list(ids)
+        rows = as_matrix(vectors, None).tolist()
         if len(rows) != len(ids):
             raise InvalidInputError(f"expected {len(rows)} ids (one per vector), got {len(ids)}")
         if payloads is not None and len(payloads) != len(ids):
@@ -260,7 +258,7 @@ class RemoteCollection:
         for start in range(0, len(rows), batch_size):
             stop = start + batch_size
             points = [
-                {"id": _id(i), "vector": v} | ({} if p is None else {"payload": p})
+                {"id": i, "vector": v} | ({} if p is None else {"payload": p})
                 for i, v, p in zip(
                     ids[start:stop],
                     rows[start:stop],
@@ -273,7 +271,7 @@ class RemoteCollection:
 
     def delete(self, ids: Sequence[PointId]) -> int:
         """Delete points by id; returns how many existed."""
-        body = {"points": [_id(i) for i in ids]}
+        body = {"points": _id_list(ids)}
         result: int = self._call("POST", "/points/delete", json=body)["deleted"]
         return result
 
@@ -295,7 +293,7 @@ class RemoteCollection:
     ) -> list[Point]:
         """The existing points among ``ids``, in request order."""
         body = {
-            "ids": [_id(i) for i in ids],
+            "ids": _id_list(ids),
             "with_payload": with_payload,
             "with_vector": with_vector,
         }

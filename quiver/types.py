@@ -10,7 +10,9 @@ import numpy as np
 
 class SearchResult(NamedTuple):
     """Top-k of each query: ``ids`` int64 (q, k), padded with -1, and ``distances`` float32
-    (q, k), padded with inf, ascending (smaller = closer). Unpacks as ``ids, distances``."""
+    (q, k), padded with inf, ascending (smaller = closer). Unpacks as ``ids, distances``: ids
+    first, as hnswlib's ``knn_query`` returns ``(labels, distances)``; FAISS's ``search`` returns
+    ``(D, I)``, distances first."""
 
     ids: np.ndarray
     distances: np.ndarray

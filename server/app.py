@@ -26,7 +26,7 @@ import quiver
 from quiver import Database
 
 from .deps import ServerState, require_api_key
-from .docs import install_docs
+from .docs import install_docs, operation_id
 from .errors import install_error_handlers
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObserveMiddleware
@@ -59,6 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Vector search on 2-bit codes: collections, points, top-k queries.",
         lifespan=_lifespan,
         openapi_url=None,  # served by install_docs, behind the API key
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.quiver = state
     install_error_handlers(app)

@@ -43,6 +43,23 @@ class CliError(Exception):
     """A problem to report on stderr as one line, exit status 2."""
 
 
+def input_file(path: Path) -> Path:
+    """``path`` if it is an existing file, else a :class:`CliError` naming it."""
+    if not path.exists():
+        raise CliError(f"{path}: no such file")
+    if not path.is_file():
+        raise CliError(f"{path}: not a file")
+    return path
+
+
+def json_option(option: str, text: str) -> Any:
+    """The value of a JSON-valued option, or a :class:`CliError` saying where it is malformed."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{option} is not valid JSON ({exc.msg} at character {exc.pos})") from None
+
+
 # --- targets: a server (Client) or a database directory ---------------------------------
 
 
@@ -50,10 +67,16 @@ class CliError(Exception):
 def open_target(args: argparse.Namespace) -> Iterator[Any]:
     """A :class:`quiver.Client` for ``--url``, else a :class:`quiver.Database` on ``--db-dir``."""
     if args.url:
+        import httpx
+
         from quiver.client import Client
 
-        with Client(args.url, api_key=args.api_key) as client:
-            yield client
+        try:
+            with Client(args.url, api_key=args.api_key) as client:
+                yield client
+        except httpx.TransportError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise CliError(f"cannot reach the server at {args.url}: {reason}") from None
         return
     from quiver import Database
 
@@ -142,7 +165,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             path = target.get_collection(args.name).snapshot(out)
             print(f"wrote {path} ({Path(path).stat().st_size:,} bytes)")
         else:
-            coll = target.restore_snapshot(args.file, args.name)
+            coll = target.restore_snapshot(input_file(args.file), args.name)
             print(f"restored {args.file} as {coll.name!r}: {coll.info()['count']} points")
     return 0
 
@@ -155,7 +178,7 @@ Batch = tuple[list[Any] | None, np.ndarray, list[dict[str, Any]] | None]
 
 def read_batches(path: Path, args: argparse.Namespace) -> tuple[int, int, Iterator[Batch]]:
     """``(rows, dim, batches of (ids or None, vectors, payloads or None))`` from a file."""
-    suffix = path.suffix.lower()
+    suffix = input_file(path).suffix.lower()
     if suffix == ".npy":
         return _npy_batches(path, args.batch_size)
     if suffix in (".h5", ".hdf5"):
@@ -296,7 +319,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         "k": args.k,
         "ef": args.ef,
         "target_recall": args.target_recall,
-        "filter": json.loads(args.filter) if args.filter else None,
+        "filter": json_option("--filter", args.filter) if args.filter else None,
         "score_threshold": args.threshold,
         "offset": args.offset,
         "with_payload": args.with_payload,
@@ -307,9 +330,9 @@ def cmd_query(args: argparse.Namespace) -> int:
             qid: int | str = int(args.id) if coll.id_type == "uint64" else args.id
             request = SearchRequest(ids=[qid], **options)
         elif args.vector is not None:
-            request = SearchRequest(vectors=json.loads(args.vector), **options)
+            request = SearchRequest(vectors=json_option("--vector", args.vector), **options)
         else:
-            vectors = np.load(args.vector_file, allow_pickle=False)
+            vectors = np.load(input_file(args.vector_file), allow_pickle=False)
             request = SearchRequest(vectors=np.atleast_2d(vectors), **options)
         results = coll.query(request)
     for qi, hits in enumerate(results):
@@ -343,7 +366,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def read_matrix(path: Path, args: argparse.Namespace) -> np.ndarray:
     """All vectors of a file as one ``(n, d)`` array (``.npy`` memory-mapped)."""
-    if path.suffix.lower() == ".npy":
+    if input_file(path).suffix.lower() == ".npy":
         return np.load(path, mmap_mode="r", allow_pickle=False)
     args.batch_size = max(getattr(args, "batch_size", 0) or 0, 65_536)
     _, _, batches = read_batches(path, args)
@@ -555,6 +578,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except quiver.QuiverError as exc:
         print(f"quiver: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a file that cannot be read or written: no traceback for that
+        print(f"quiver: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

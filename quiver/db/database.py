@@ -2,7 +2,7 @@
 
 Layout::
 
-    <path>/.lock                       held (flock) by the process that opened the database
+    <path>/.lock                       locked (quiver.db.dirlock) by the process that opened it
     <path>/collections/<name>/         one collection (quiver.db.collection, quiver.db.files)
 
 ``Database(path)`` takes the lock (a second writer gets :class:`DatabaseLockedError` at once),
@@ -23,7 +23,6 @@ the swap (the new collection is complete) or roll it back (the old one is still 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -33,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from quiver.db import dirlock
 from quiver.db.collection import (
     DEFAULT_CHECKPOINT_BYTES,
     DEFAULT_CONSOLIDATE_FRACTION,
@@ -128,7 +128,7 @@ class Database:
     def _take_lock(self) -> int:
         fd = os.open(self._path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            dirlock.try_lock(fd)
         except BlockingIOError as exc:
             os.close(fd)
             raise DatabaseLockedError(
@@ -348,5 +348,5 @@ class Database:
                     collection.close()
             finally:
                 if self._lock_fd is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                    dirlock.unlock(self._lock_fd)
                     os.close(self._lock_fd)

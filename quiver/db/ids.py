@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from quiver.errors import InvalidInputError
+from quiver.validation import id_column
 
 ID_TYPES = ("uint64", "string")
 MAX_STRING_ID = 512
@@ -40,7 +41,11 @@ def check_id(id_type: str, value: Any, where: str = "id") -> int | str:
 
 
 def check_ids(id_type: str, ids: Any, n: int | None = None) -> list[Any]:
-    """A list of distinct ids of ``id_type`` (``n`` of them when given), or raise."""
+    """A list of distinct ids of ``id_type`` (``n`` of them when given), or raise. ``ids``: a
+    list, a numpy array, or a column (pyarrow, pandas, polars) of integers or strings."""
+    column = id_column(ids)
+    if column is not None:
+        ids = column.to_pylist()
     if isinstance(ids, str | bytes) or not isinstance(ids, Sequence | np.ndarray):
         raise InvalidInputError(f"ids must be a list, got {type(ids).__name__}")
     out = [check_id(id_type, v, f"ids[{i}]") for i, v in enumerate(ids)]

@@ -15,6 +15,7 @@ import quiver
 from quiver.errors import QuiverError
 
 from ..deps import ServerState, require_api_key
+from ..docs import install_docs, operation_id
 from ..errors import DOMAIN_ERRORS
 from .routes import root, router
 
@@ -43,9 +44,14 @@ def create_qdrant_app(state: ServerState) -> FastAPI:
         title="quiver: Qdrant-compatible REST subset",
         version=quiver.__version__,
         summary="The subset of Qdrant's REST API that qdrant-client and LangChain use.",
+        openapi_url=None,  # served by install_docs, behind the API key as quiver's own
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.quiver = state
     app.state.payload_types = {}
+    install_docs(app, public=state.settings.public_docs)
     app.include_router(router, dependencies=[Depends(require_api_key)])
 
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:

@@ -38,6 +38,12 @@ from .schemas import (
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
+#: The groups of operations in the OpenAPI document.
+TAG_SERVICE = ["qdrant: service"]
+TAG_COLLECTIONS = ["qdrant: collections"]
+TAG_POINTS = ["qdrant: points"]
+TAG_SEARCH = ["qdrant: search"]
+TAG_INDEXES = ["qdrant: payload indexes"]
 
 #: The Qdrant REST API version this subset follows (the qdrant-client it is tested with).
 QDRANT_API_VERSION = "1.20.0"
@@ -62,7 +68,7 @@ def _payload_types(request: Request) -> dict[str, dict[str, str]]:
     return types
 
 
-@router.get("/", summary="Version")
+@router.get("/", tags=TAG_SERVICE, summary="Version")
 async def root() -> JSONResponse:
     """Title and the Qdrant API version followed (the client checks it)."""
     t0 = time.perf_counter()
@@ -74,20 +80,20 @@ async def root() -> JSONResponse:
     return JSONResponse(body | {"time": time.perf_counter() - t0})
 
 
-@router.get("/collections", summary="List collections")
-async def list_collections(db: DbDep, state: StateDep) -> JSONResponse:
+@router.get("/collections", tags=TAG_COLLECTIONS, summary="List collections")
+async def get_collections(db: DbDep, state: StateDep) -> JSONResponse:
     t0 = time.perf_counter()
     names = await state.run(db.list_collections)
     return envelope({"collections": [{"name": n} for n in names]}, t0)
 
 
-@router.get("/collections/{name}/exists", summary="Does a collection exist")
+@router.get("/collections/{name}/exists", tags=TAG_COLLECTIONS, summary="Does a collection exist")
 async def collection_exists(name: CollectionName, db: DbDep) -> JSONResponse:
     t0 = time.perf_counter()
     return envelope({"exists": name in db.list_collections()}, t0)
 
 
-@router.put("/collections/{name}", summary="Create a collection")
+@router.put("/collections/{name}", tags=TAG_COLLECTIONS, summary="Create a collection")
 async def create_collection(
     name: CollectionName, body: CreateCollection, db: DbDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -106,8 +112,8 @@ async def create_collection(
     return envelope(True, t0, headers)
 
 
-@router.get("/collections/{name}", summary="Describe a collection")
-async def collection_info(coll: CollectionDep, state: StateDep, request: Request) -> JSONResponse:
+@router.get("/collections/{name}", tags=TAG_COLLECTIONS, summary="Describe a collection")
+async def get_collection(coll: CollectionDep, state: StateDep, request: Request) -> JSONResponse:
     t0 = time.perf_counter()
     types = _payload_types(request).get(coll.name, {})
     info = await state.run(coll.info)
@@ -115,7 +121,7 @@ async def collection_info(coll: CollectionDep, state: StateDep, request: Request
     return envelope(tr.collection_info_out(info, schema), t0)
 
 
-@router.patch("/collections/{name}", summary="Update a collection (no-op)")
+@router.patch("/collections/{name}", tags=TAG_COLLECTIONS, summary="Update a collection (no-op)")
 async def update_collection(coll: CollectionDep, body: UpdateCollection) -> JSONResponse:
     """Accepted where it changes nothing quiver has (optimizer, HNSW tuning); refused for
     quantization, sparse vectors and vector parameters."""
@@ -124,7 +130,7 @@ async def update_collection(coll: CollectionDep, body: UpdateCollection) -> JSON
     return envelope(True, t0)
 
 
-@router.delete("/collections/{name}", summary="Delete a collection")
+@router.delete("/collections/{name}", tags=TAG_COLLECTIONS, summary="Delete a collection")
 async def delete_collection(
     name: CollectionName, db: DbDep, state: StateDep, request: Request
 ) -> JSONResponse:
@@ -138,7 +144,7 @@ async def delete_collection(
     return envelope(True, t0)
 
 
-@router.put("/collections/{name}/points", summary="Upsert points")
+@router.put("/collections/{name}/points", tags=TAG_POINTS, summary="Upsert points")
 async def upsert_points(
     body: UpsertPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -149,7 +155,7 @@ async def upsert_points(
     return envelope(completed(), t0)
 
 
-@router.post("/collections/{name}/points/delete", summary="Delete points")
+@router.post("/collections/{name}/points/delete", tags=TAG_POINTS, summary="Delete points")
 async def delete_points(
     body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -159,7 +165,7 @@ async def delete_points(
     return envelope(completed(), t0)
 
 
-@router.post("/collections/{name}/points", summary="Retrieve points")
+@router.post("/collections/{name}/points", tags=TAG_POINTS, summary="Retrieve points")
 async def retrieve_points(
     body: RetrievePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -168,7 +174,7 @@ async def retrieve_points(
     return envelope(await state.run(execute.retrieve, coll, body), t0)
 
 
-@router.get("/collections/{name}/points/{id}", summary="Retrieve a point")
+@router.get("/collections/{name}/points/{id}", tags=TAG_POINTS, summary="Retrieve a point")
 async def get_point(
     id: Annotated[str, PathParam(max_length=MAX_ID_CHARS)], coll: CollectionDep, state: StateDep
 ) -> JSONResponse:
@@ -176,7 +182,7 @@ async def get_point(
     return envelope(await state.run(execute.get_point, coll, id), t0)
 
 
-@router.post("/collections/{name}/points/scroll", summary="Scroll points")
+@router.post("/collections/{name}/points/scroll", tags=TAG_POINTS, summary="Scroll points")
 async def scroll_points(
     body: ScrollPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -185,7 +191,7 @@ async def scroll_points(
     return envelope(await state.run(execute.scroll, coll, body), t0)
 
 
-@router.post("/collections/{name}/points/count", summary="Count points")
+@router.post("/collections/{name}/points/count", tags=TAG_POINTS, summary="Count points")
 async def count_points(body: CountPoints, coll: CollectionDep, state: StateDep) -> JSONResponse:
     t0 = time.perf_counter()
     return envelope(await state.run(execute.count, coll, body), t0)
@@ -210,7 +216,7 @@ async def _run_queries(
     return await state.run(lambda: [run(coll, s) for s in searches])
 
 
-@router.post("/collections/{name}/points/query", summary="Query points")
+@router.post("/collections/{name}/points/query", tags=TAG_SEARCH, summary="Query points")
 async def query_points(
     body: QueryPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -219,15 +225,19 @@ async def query_points(
     return envelope(result, t0)
 
 
-@router.post("/collections/{name}/points/query/batch", summary="Query points in a batch")
-async def query_batch(
+@router.post(
+    "/collections/{name}/points/query/batch", tags=TAG_SEARCH, summary="Query points in a batch"
+)
+async def query_batch_points(
     body: QueryBatch, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
     t0 = time.perf_counter()
     return envelope(await _run_queries(execute.query, body.searches, coll, state, limits), t0)
 
 
-@router.post("/collections/{name}/points/search", summary="Search points (older API)")
+@router.post(
+    "/collections/{name}/points/search", tags=TAG_SEARCH, summary="Search points (older API)"
+)
 async def search_points(
     body: SearchPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
@@ -236,15 +246,19 @@ async def search_points(
     return envelope(result, t0)
 
 
-@router.post("/collections/{name}/points/search/batch", summary="Search in a batch (older API)")
-async def search_batch(
+@router.post(
+    "/collections/{name}/points/search/batch",
+    tags=TAG_SEARCH,
+    summary="Search in a batch (older API)",
+)
+async def search_batch_points(
     body: SearchBatch, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
     t0 = time.perf_counter()
     return envelope(await _run_queries(execute.search, body.searches, coll, state, limits), t0)
 
 
-@router.put("/collections/{name}/index", summary="Create a payload index")
+@router.put("/collections/{name}/index", tags=TAG_INDEXES, summary="Create a payload index")
 async def create_field_index(
     body: CreateFieldIndex, coll: CollectionDep, state: StateDep, request: Request
 ) -> JSONResponse:
@@ -255,7 +269,9 @@ async def create_field_index(
     return envelope(completed(), t0)
 
 
-@router.delete("/collections/{name}/index/{field_name}", summary="Delete a payload index")
+@router.delete(
+    "/collections/{name}/index/{field_name}", tags=TAG_INDEXES, summary="Delete a payload index"
+)
 async def delete_field_index(
     field_name: str, coll: CollectionDep, request: Request
 ) -> JSONResponse:

@@ -32,7 +32,7 @@ router = APIRouter(prefix="/collections/{name}/points", tags=["points"])
 
 
 @router.put("", response_model=Response[UpsertResult], responses=ERRORS, summary="Upsert points")
-async def upsert(
+async def upsert_points(
     body: UpsertPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> Response[UpsertResult]:
     """Insert or replace a batch of points (ids unique within the batch). The response is
@@ -51,7 +51,7 @@ async def upsert(
 @router.post(
     "/delete", response_model=Response[DeleteResult], responses=ERRORS, summary="Delete points"
 )
-async def delete(
+async def delete_points(
     body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> Response[DeleteResult]:
     """Delete by ``points`` (ids; unknown ids are ignored) or by ``filter``."""
@@ -81,7 +81,7 @@ async def get_point(
 
 
 @router.post("", response_model=Response[list[Record]], responses=ERRORS, summary="Get many points")
-async def retrieve(
+async def retrieve_points(
     body: GetPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> RawResponse:
     """The points with these ids, in request order; missing ids are skipped."""
@@ -96,7 +96,7 @@ async def retrieve(
 @router.post(
     "/count", response_model=Response[CountResult], responses=ERRORS, summary="Count points"
 )
-async def count(
+async def count_points(
     body: CountRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> Response[CountResult]:
     """Number of points, or of points matching ``filter``."""
@@ -109,7 +109,7 @@ async def count(
 @router.post(
     "/scroll", response_model=Response[ScrollResult], responses=ERRORS, summary="Page through"
 )
-async def scroll(
+async def scroll_points(
     body: ScrollRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> RawResponse:
     """A page of points in id order from ``offset``; pass ``next_page_offset`` to continue."""

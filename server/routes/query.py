@@ -41,7 +41,7 @@ def _hits(points: list[ScoredPoint]) -> QueryResult:
 @router.post(
     "/query", response_model=Response[QueryResult], responses=ERRORS, summary="Nearest points"
 )
-async def query(
+async def query_points(
     body: QueryRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> RawResponse:
     """The ``k`` nearest points to ``vector``, or to the stored point ``query_id`` (which is
@@ -63,7 +63,7 @@ async def query(
     responses=ERRORS,
     summary="Nearest points of many vectors",
 )
-async def query_batch(
+async def query_batch_points(
     body: QueryBatchRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> RawResponse:
     """One result list per vector, in order; the queries run in parallel."""

