@@ -4,17 +4,12 @@ Writes go to the write-ahead log first, then to memory; a checkpoint publishes e
 to a log position atomically (the index's manifest names the points file and the position)
 and trims the log. Opening loads the last checkpoint and replays the log after it.
 
-Rows: every point version is one row of the index; an upsert of an existing id appends a new
-row and tombstones the old one, a delete tombstones. Row-aligned lists hold each row's id and
-payload. :meth:`Collection.consolidate` drops tombstoned rows and renumbers the rest.
-
-Concurrency: one writer at a time (a lock), any number of readers without a lock. Readers
-capture a :class:`~quiver.db.view.CollectionView` (an index snapshot plus the row-aligned
-data) and read only rows it covers; the writer appends beyond them and publishes a new view
-when done. docs/DURABILITY.md states the guarantees.
-
-Searches are planned by :mod:`quiver.db.planner` and executed by :mod:`quiver.db.query`;
-the files are :mod:`quiver.db.files`.
+The points themselves (row-aligned ids and payloads over the index, the published view, reads
+and searches) are :class:`~quiver.db.points.PointStore`; this class owns durability and the
+lifecycle: the write lock, the log, checkpoints, consolidation, snapshots. Concurrency: one
+writer at a time (the lock), any number of readers without a lock (docs/DURABILITY.md states
+the guarantees). Searches are planned by :mod:`quiver.db.planner` and executed by
+:mod:`quiver.db.query`; the files are :mod:`quiver.db.files`.
 
 Failures: a write is acknowledged once it is in the log; a checkpoint that the write then
 triggers and that fails (a full disk) is logged and counted in :meth:`Collection.info`
@@ -35,12 +30,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from quiver.db.files import (
     POINTS_SUFFIX,
     WAL_DIR,
     CollectionConfig,
+    check_never_checkpointed,
     published_files,
     read_config,
     read_points,
@@ -49,25 +43,19 @@ from quiver.db.files import (
     write_snapshot,
 )
 from quiver.db.filters import parse_filter
-from quiver.db.id_order import IdOrder
 from quiver.db.ids import check_id, check_ids
-from quiver.db.payloads import FieldColumn, check_payloads, decode_payload, field_value
-from quiver.db.planner import FilterPlanner
-from quiver.db.query import QueryExecutor, make_point
+from quiver.db.payloads import check_payloads
+from quiver.db.points import PointStore
 from quiver.db.request import SearchRequest, payload_selection
-from quiver.db.view import CollectionView
 from quiver.db.wal import (
     OP_DELETE,
     OP_UPSERT,
     WriteAheadLog,
     check_fsync_policy,
-    first_lsn,
-    start_log,
 )
 from quiver.engine import store
-from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError, ReadOnlyError
+from quiver.errors import CorruptIndexError, InvalidInputError, ReadOnlyError
 from quiver.index import Index
-from quiver.params import SearchParams
 from quiver.types import Point, ScoredPoint
 from quiver.validation import as_matrix, positive_int
 
@@ -114,12 +102,10 @@ class Collection:
         self._write_lock = threading.RLock()
         self._closed = False
         self._consolidator: threading.Thread | None = None
-        self._searches = 0  # searches in flight: writes then link on one thread
-        self._searches_lock = threading.Lock()
         p = config.params
         published = (self._dir / store.MANIFEST).is_file()
         if not published:
-            self._check_never_checkpointed()
+            check_never_checkpointed(self._dir, config.name)
         if published:
             self._index = Index.open(
                 self._dir, num_threads=num_threads, verify_segments=verify_segments
@@ -141,19 +127,15 @@ class Collection:
             )
             ids, payloads = [], []
             self._applied_lsn = 0
-        state = self._index.state()
-        live = np.flatnonzero(state.live[: state.count])
-        row_of = {ids[r]: int(r) for r in live}
-        self._view = CollectionView(state, ids, payloads, {}, row_of)
-        self._id_order = IdOrder(config.id_type)
-        self._planner = FilterPlanner(self._index, self._column, self._row_of_filter_id)
-        self._executor = QueryExecutor(self._index, self._planner, config.metric)
+        self._points = PointStore(
+            config.name, self._index, config.id_type, ids, payloads, self._write_lock
+        )
         self._wal = WriteAheadLog(
             self._dir / WAL_DIR, config.dim, check_fsync_policy(fsync), read_only=self._read_only
         )
         replayed = 0
         for record in self._wal.replay(self._applied_lsn):
-            self._apply(record.op, record.header, record.vectors)
+            self._points.apply(record.op, record.header, record.vectors)
             replayed += 1
         self.log_damage = self._wal.damage
         self._rebase_pending = bool(self.log_damage) and not self._read_only
@@ -168,22 +150,6 @@ class Collection:
             if not self._read_only:
                 self._checkpoint_reporting_failure()
 
-    def _check_never_checkpointed(self) -> None:
-        """Whether a directory without a manifest is a collection that never completed a
-        checkpoint (its log still starts at record 1, holding every write, and only leftovers
-        of an unfinished first checkpoint may lie around) rather than one whose manifest was
-        lost: then its data files are all that is left, and nothing may treat it as new."""
-        logs = sorted((self._dir / WAL_DIR).glob("wal-*.log"))
-        if logs and first_lsn(logs[0]) == 1:
-            return
-        data = [p.name for p in self._dir.iterdir() if store.is_index_file(p.name)]
-        if data or logs:
-            raise CorruptIndexError(
-                f"collection {self.config.name!r}: {store.MANIFEST} is missing but data files "
-                f"remain ({', '.join(sorted(data + [p.name for p in logs])[:5])}...): the "
-                "collection is damaged; nothing was changed (restore it from a snapshot)"
-            )
-
     # ------------------------------------------------------------------ creation
     @classmethod
     def create(cls, directory: Path, config: CollectionConfig, **options: Any) -> Collection:
@@ -196,13 +162,6 @@ class Collection:
         collection = cls(directory, config, **options)
         collection.checkpoint(force=True)
         return collection
-
-    @staticmethod
-    def prepare_restored(directory: Path) -> None:
-        """Give an unpacked snapshot the log a checkpoint leaves behind (an empty file that
-        starts after the checkpoint's position), so that a later lost log is detectable."""
-        applied = int(store.read_manifest(directory).get("metadata", {}).get("applied_lsn", 0))
-        start_log(directory / WAL_DIR, applied + 1)
 
     @classmethod
     def open(cls, directory: Path, **options: Any) -> Collection:
@@ -226,7 +185,7 @@ class Collection:
         return self.config.id_type
 
     def __len__(self) -> int:
-        return len(self._view.row_of)
+        return len(self._points)
 
     def __repr__(self) -> str:
         c = self.config
@@ -262,7 +221,7 @@ class Collection:
         with self._write_lock:
             self._check_writable()
             self._wal.append(OP_UPSERT, {"ids": ids, "payloads": texts}, x)
-            self._apply_upsert(ids, x, texts)
+            self._points.apply_upsert(ids, x, texts)
             self._after_write()
         return len(ids)
 
@@ -272,10 +231,10 @@ class Collection:
         ids = check_ids(self.config.id_type, ids)
         with self._write_lock:
             self._check_writable()
-            present = [i for i in ids if i in self._view.row_of]
+            present = [i for i in ids if i in self._points.view.row_of]
             if present:
                 self._wal.append(OP_DELETE, {"ids": present})
-                self._apply_delete(present)
+                self._points.apply_delete(present)
                 self._after_write()
             return len(present)
 
@@ -285,50 +244,13 @@ class Collection:
         flt = parse_filter(filter)
         with self._write_lock:
             self._check_writable()
-            view = self._view
-            rows = np.flatnonzero(self._planner.mask(view, flt))
-            return self.delete([view.ids[r] for r in rows]) if rows.size else 0
-
-    def _apply(self, op: int, header: dict[str, Any], vectors: np.ndarray | None) -> None:
-        if op == OP_UPSERT:
-            self._apply_upsert(header["ids"], np.array(vectors), header["payloads"])
-        elif op == OP_DELETE:
-            self._apply_delete([i for i in header["ids"] if i in self._view.row_of])
-        else:
-            raise CorruptIndexError(f"{self._dir}: unknown logged operation {op}")
-
-    def _apply_upsert(self, ids: list[Any], x: np.ndarray, texts: list[str | None]) -> None:
-        view = self._view
-        start = view.state.count
-        old_rows = [view.row_of[i] for i in ids if i in view.row_of]
-        if view.columns:
-            parsed = [decode_payload(t) for t in texts]
-            for key, column in view.columns.items():
-                column.append([field_value(p, key) for p in parsed])
-        view.ids.extend(ids)
-        view.payloads.extend(texts)
-        # with searches running, link on one thread so that reads keep the other cores
-        self._index.add(x, num_threads=1 if self._searches else None)
-        self._publish()
-        for r, i in enumerate(ids):  # after the publish: a reader finding the row can see it
-            view.row_of[i] = start + r
-        if old_rows:
-            self._index.delete_rows(np.array(old_rows, dtype=np.int64))
-            self._publish()
-
-    def _apply_delete(self, ids: list[Any]) -> None:
-        view = self._view
-        rows = [view.row_of.pop(i) for i in ids]
-        self._index.delete_rows(np.array(rows, dtype=np.int64))
-        self._publish()
-
-    def _publish(self) -> None:
-        self._view = self._view._replace(state=self._index.state())
+            ids = self._points.matching_ids(flt)
+            return self.delete(ids) if ids else 0
 
     def _after_write(self) -> None:
         if self._wal.bytes >= self._checkpoint_bytes:
             self._checkpoint_reporting_failure()
-        state = self._view.state
+        state = self._points.view.state
         if state.n_deleted > self._consolidate_fraction * max(state.count, 1) and (
             self._consolidator is None or not self._consolidator.is_alive()
         ):
@@ -354,13 +276,7 @@ class Collection:
             self._check_writable()
             result = self._index.consolidate()
             if result.removed:
-                view = self._view
-                keep = result.kept_rows
-                ids = [view.ids[r] for r in keep]
-                payloads = [view.payloads[r] for r in keep]
-                columns = {k: c.take(keep) for k, c in view.columns.items()}
-                row_of = {pid: r for r, pid in enumerate(ids)}
-                self._view = CollectionView(self._index.state(), ids, payloads, columns, row_of)
+                self._points.renumber(result)
                 self.checkpoint(force=True)  # writes the compacted vectors, frees their RAM
             return {
                 "removed": result.removed,
@@ -400,7 +316,7 @@ class Collection:
             published = (self._dir / store.MANIFEST).is_file()
             if lsn == self._applied_lsn and published and not force:
                 return
-            view = self._view
+            view = self._points.view
             n = view.state.count
             gen = self._index.next_generation(self._dir)
             name = f"points-g{gen}{POINTS_SUFFIX}"
@@ -414,7 +330,7 @@ class Collection:
             self._applied_lsn = lsn
             self._wal.rotate(lsn)
             self._rebase_pending = False
-            self._publish()
+            self._points.publish()
 
     def snapshot(self, path: str | Path) -> Path:
         """Write a consistent copy of the collection to one file (an uncompressed tar).
@@ -453,66 +369,28 @@ class Collection:
                 self._wal.close()
 
     # ------------------------------------------------------------------ reads
-    def _locate(self, pid: Any) -> tuple[CollectionView, int | None]:
-        view = self._view
-        row = view.row_of.get(pid)
-        if row is not None and row >= view.state.count:
-            view = self._view  # the writer published this row just before recording it
-            row = view.row_of.get(pid)
-        return view, row
-
-    def _row_of_filter_id(self, view: CollectionView, pid: Any) -> int | None:
-        return view.row_of.get(self._check_id(pid, "has_id"))
-
-    def _column(self, view: CollectionView, key: str) -> FieldColumn:
-        column = view.columns.get(key)
-        if column is not None:
-            return column
-        with self._write_lock:  # built once, with no write in between
-            column = view.columns.get(key)
-            if column is None:
-                column = FieldColumn()
-                column.append([field_value(decode_payload(t), key) for t in view.payloads])
-                view.columns[key] = column
-                logger.info("%s: built payload column %r", self.name, key)
-        return column
-
     def create_payload_index(self, key: str) -> None:
         """Build the column for payload field ``key`` now (otherwise the first filter on it
-        builds it). Columns are kept up to date by every write."""
-        if not isinstance(key, str) or not key:
-            raise InvalidInputError(f"payload key must be a non-empty string, got {key!r}")
-        self._column(self._view, key)
+        builds it). Columns are kept up to date by every write. Takes the write lock."""
+        self._points.build_column(key)
 
     def get(self, id: Any, *, with_payload: Any = True, with_vector: bool = False) -> Point:  # noqa: A002
         """The point with this id; :class:`PointNotFoundError` if there is none.
         ``with_payload``: True, False or a list of payload keys. Thread-safe (no lock)."""
-        pid = self._check_id(id)
-        view, row = self._locate(pid)
-        if row is None:
-            raise PointNotFoundError(f"no point with id {pid!r} in collection {self.name!r}")
-        return make_point(self._index, view, row, payload_selection(with_payload), with_vector)
+        selection = payload_selection(with_payload)
+        return self._points.get(self._check_id(id), selection, with_vector)
 
     def retrieve(
         self, ids: Any, *, with_payload: Any = True, with_vector: bool = False
     ) -> list[Point]:
         """The points with these ids, in the order asked; missing ids are skipped.
         Thread-safe (no lock)."""
-        selection = payload_selection(with_payload)
-        out = []
-        for pid in check_ids(self.config.id_type, ids):
-            view, row = self._locate(pid)
-            if row is not None:
-                out.append(make_point(self._index, view, row, selection, with_vector))
-        return out
+        pids = check_ids(self.config.id_type, ids)
+        return self._points.retrieve(pids, payload_selection(with_payload), with_vector)
 
     def count(self, filter: Any = None) -> int:  # noqa: A002
         """Number of live points, or of those matching ``filter``. Thread-safe (no lock)."""
-        flt = parse_filter(filter)
-        view = self._view
-        if flt is None:
-            return len(view.row_of)
-        return int(self._planner.mask(view, flt).sum())
+        return self._points.count(parse_filter(filter))
 
     def scroll(
         self,
@@ -534,16 +412,8 @@ class Collection:
         """
         limit = positive_int(limit, "limit")
         flt = parse_filter(filter)
-        selection = payload_selection(with_payload)
         start = None if offset is None else self._check_id(offset, "offset")
-        view = self._view
-        mask = self._planner.mask(view, flt)
-        rows = self._id_order.page(view.ids, view.state.count, mask, start, limit + 1)
-        points = [
-            make_point(self._index, view, int(r), selection, with_vector) for r in rows[:limit]
-        ]
-        next_offset = view.ids[int(rows[limit])] if rows.shape[0] > limit else None
-        return points, next_offset
+        return self._points.scroll(limit, start, flt, payload_selection(with_payload), with_vector)
 
     # ------------------------------------------------------------------ search
     def search(
@@ -573,48 +443,16 @@ class Collection:
         Thread-safe (no lock)."""
         return self.query(SearchRequest(vectors=vectors, **options))
 
+    def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
+        """Run a :class:`~quiver.db.request.SearchRequest`: one hit list per query.
+        Thread-safe (no lock)."""
+        return self._points.query(request)
+
     def explain(self, filter: Any = None, *, k: int = 10, ef: int | None = None) -> dict[str, Any]:  # noqa: A002
         """How a search with this filter would run, without running it: ``strategy``
         ("graph", "filtered-graph" or "scan"), ``matches`` (rows it may return), ``ef`` and
         ``rerank`` (see :mod:`quiver.db.planner`). Thread-safe (no lock)."""
-        k, ef, _ = SearchParams(k, ef).resolve(self._index.ef_for_recall)
-        view = self._view
-        plan = self._planner.plan(view, parse_filter(filter), k, ef)
-        return self._planner.describe(view, plan)
-
-    def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
-        """Run a :class:`~quiver.db.request.SearchRequest`: one hit list per query.
-        Thread-safe (no lock)."""
-        view, excluded = self._view, None
-        if request.ids is not None:
-            pids = [self._check_id(i, "query_id") for i in request.ids]
-            rows = []
-            for pid in pids:
-                view, row = self._locate(pid)
-                if row is None:
-                    raise PointNotFoundError(
-                        f"no point with id {pid!r} in collection {self.name!r}"
-                    )
-                rows.append(row)
-            queries, excluded = self._index.vectors_of_rows(view.state, rows), pids
-        else:
-            queries = request.vectors
-            if queries.shape[1] != self.config.dim:
-                raise InvalidInputError(
-                    f"vectors dimension mismatch: expected {self.config.dim}, "
-                    f"got {queries.shape[1]}"
-                )
-            queries = queries.copy()  # normalised in place by the executor
-        _, ef, _ = request.params.resolve(self._index.ef_for_recall)
-        with self._searches_lock:
-            self._searches += 1
-        try:
-            return self._executor.run(
-                view, queries, request, ef, excluded, current=view is self._view
-            )
-        finally:
-            with self._searches_lock:
-                self._searches -= 1
+        return self._points.explain(parse_filter(filter), k, ef)
 
     # ------------------------------------------------------------------ info
     def _status(self) -> str:
@@ -625,7 +463,7 @@ class Collection:
     def info(self) -> dict[str, Any]:
         """Counts, memory, parameters and state of the collection."""
         stats = self._index.stats()
-        view = self._view
+        view = self._points.view
         return {
             "name": self.name,
             "count": len(view.row_of),

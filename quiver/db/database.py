@@ -38,7 +38,14 @@ from quiver.db.collection import (
     DEFAULT_CONSOLIDATE_FRACTION,
     Collection,
 )
-from quiver.db.files import CONFIG_FILE, CollectionConfig, check_name, read_config, write_config
+from quiver.db.files import (
+    CONFIG_FILE,
+    CollectionConfig,
+    check_name,
+    prepare_restored,
+    read_config,
+    write_config,
+)
 from quiver.db.snapshot_archive import extract_snapshot
 from quiver.db.wal import check_fsync_policy
 from quiver.engine import store
@@ -330,7 +337,7 @@ class Database:
                     "missing"
                 ) from exc
             write_config(staging, config.renamed(name))
-            Collection.prepare_restored(staging)
+            prepare_restored(staging)
             Collection.open(staging, **self._options).close()  # checksums, points, index
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

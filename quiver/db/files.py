@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from quiver.db.ids import ID_TYPES, MAX_STRING_ID
+from quiver.db.wal import first_lsn, start_log
 from quiver.engine import store
 from quiver.errors import CorruptIndexError, InvalidInputError
 from quiver.metrics import METRIC_NAMES, parse_metric
@@ -221,3 +222,27 @@ def write_snapshot(staging: Path, names: list[str], target: Path) -> Path:
         tmp.unlink(missing_ok=True)  # no partial snapshot left behind (full disk...)
         raise
     return target
+
+
+def check_never_checkpointed(directory: Path, name: str) -> None:
+    """Accept a collection directory without a manifest only if the collection never
+    completed a checkpoint (its log still starts at record 1, holding every write, and only
+    leftovers of an unfinished first checkpoint may lie around); otherwise its manifest was
+    lost, its data files are all that is left, and nothing may treat it as new."""
+    logs = sorted((directory / WAL_DIR).glob("wal-*.log"))
+    if logs and first_lsn(logs[0]) == 1:
+        return
+    data = [p.name for p in directory.iterdir() if store.is_index_file(p.name)]
+    if data or logs:
+        raise CorruptIndexError(
+            f"collection {name!r}: {store.MANIFEST} is missing but data files remain "
+            f"({', '.join(sorted(data + [p.name for p in logs])[:5])}...): the collection is "
+            "damaged; nothing was changed (restore it from a snapshot)"
+        )
+
+
+def prepare_restored(directory: Path) -> None:
+    """Give an unpacked snapshot the log a checkpoint leaves behind (an empty file that starts
+    after the checkpoint's position), so that a later lost log is detectable."""
+    applied = int(store.read_manifest(directory).get("metadata", {}).get("applied_lsn", 0))
+    start_log(directory / WAL_DIR, applied + 1)

@@ -163,7 +163,12 @@ def open_segment(path: Path, dim: int) -> np.ndarray:
         raise CorruptIndexError(
             f"{path}: expected FixedSizeList<float32>[{dim}], got {column.type}"
         )
-    values = column.flatten().to_numpy(zero_copy_only=True)
+    flat = column.flatten()
+    # the float buffer viewed directly (zero-copy, read-only): Array.to_numpy would import
+    # pandas where it is installed, 20 MB of anonymous memory on every open
+    values = np.frombuffer(
+        flat.buffers()[1], dtype=np.float32, count=len(flat), offset=flat.offset * 4
+    )
     if values.shape[0] != len(column) * dim:
         raise CorruptIndexError(
             f"{path}: {len(column)} rows of {dim} need {len(column) * dim} values, got "
