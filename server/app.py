@@ -23,7 +23,7 @@ from anyio import CapacityLimiter
 from fastapi import Depends, FastAPI
 
 import quiver
-from quiver import Database
+from quiver import CorruptIndexError, Database
 
 from .deps import ServerState, require_api_key
 from .docs import install_docs, operation_id
@@ -95,7 +95,7 @@ def _collection_infos(state: ServerState) -> Iterator[dict[str, Any]]:
     for name in state.db.list_collections():
         try:
             yield state.db.get_collection(name).info()
-        except LookupError:  # dropped between the listing and the lookup
+        except (LookupError, CorruptIndexError):  # dropped meanwhile, or damaged
             continue
 
 
@@ -108,7 +108,9 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={"db_dir": str(s.db_dir), "fsync": s.fsync, "threads": s.threads},
     )
     await state.write(remove_partial_snapshots, state.snapshot_dir)
-    state.db = await state.write(Database, s.db_dir, fsync=s.fsync, num_threads=s.threads)
+    state.db = await state.write(
+        Database, s.db_dir, fsync=s.fsync, num_threads=s.threads, isolate_damaged=True
+    )
     warm = asyncio.get_running_loop().create_task(_warm_up(state))
     try:
         yield
@@ -130,7 +132,8 @@ async def _warm_up(state: ServerState) -> None:
     try:
         t0 = time.perf_counter()
         seconds = await state.run(quiver.warmup)
-        names = await state.run(db.list_collections)
+        failed = db.failed_collections()  # damaged: listed as failed, the others serve
+        names = [n for n in await state.run(db.list_collections) if n not in failed]
         for name in names:
             await state.run(db.get_collection, name)
         state.collections = list(names)

@@ -184,17 +184,20 @@ class CollectionInfo(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: str
-    count: int
-    dim: int
-    metric: str
-    id_type: str
-    params: dict[str, Any]
-    hot_bytes: int
-    cold_bytes: int
-    deleted: int
-    wal_bytes: int
-    status: str
+    status: str = Field(description="green, degraded (log damage), closed, or failed")
+    count: int = 0
+    dim: int | None = None
+    metric: str | None = None
+    id_type: str | None = None
+    params: dict[str, Any] = {}
+    hot_bytes: int = 0
+    cold_bytes: int = 0
+    deleted: int = 0
+    wal_bytes: int = 0
     payload_indexes: list[Any] = []
+    error: str | None = Field(
+        None, description="why a failed collection could not be opened (drop or restore it)"
+    )
 
 
 class CollectionDescription(BaseModel):
@@ -400,3 +403,6 @@ class Health(BaseModel):
     status: Literal["ok", "ready", "starting", "failed"]
     collections: int | None = None
     message: str | None = None
+    failed_collections: dict[str, str] | None = Field(
+        None, description="collections that could not be opened (damaged): name -> why"
+    )

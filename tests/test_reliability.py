@@ -535,3 +535,46 @@ def test_writes_wait_for_the_checkpoint_that_rebases_a_damaged_log(tmp_path, mon
     c2.upsert([50], points(1))  # the checkpoint works now, then the write
     db2.close()
     assert ids_in(copy) == set(range(10)) | {50}
+
+
+# ----------------------------------------------------------------------------- one damaged
+def damage_codes(db_dir: Path, name: str) -> None:
+    """Flip a byte in the middle of a collection's codes file (its CRC-32 then fails)."""
+    (codes,) = (db_dir / "collections" / name).glob("codes-g*.npy")
+    data = bytearray(codes.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    codes.write_bytes(bytes(data))
+
+
+def test_one_damaged_collection_is_isolated_when_asked(tmp_path) -> None:
+    db_dir = tmp_path / "db"
+    with quiver.Database(db_dir) as db:
+        for name in ("good", "bad"):
+            db.create_collection(name, DIM).upsert(list(range(50)), points(50))
+    damage_codes(db_dir, "bad")
+    with pytest.raises(CorruptIndexError):  # the default: the open fails as a whole
+        quiver.Database(db_dir)
+    with quiver.Database(db_dir, isolate_damaged=True) as db:
+        assert db.list_collections() == ["bad", "good"]
+        assert "checksum" in db.failed_collections()["bad"]
+        assert db.get_collection("good").count() == 50
+        with pytest.raises(CorruptIndexError, match="could not be opened"):
+            db.get_collection("bad")
+        with pytest.raises(quiver.CollectionExistsError):
+            db.create_collection("bad", DIM)
+        db.drop_collection("bad")  # the way out: nothing of it is left
+        assert db.list_collections() == ["good"] and db.failed_collections() == {}
+    assert sorted(p.name for p in (db_dir / "collections").iterdir()) == ["good"]
+
+
+def test_a_snapshot_restored_over_a_damaged_collection_heals_it(tmp_path) -> None:
+    db_dir = tmp_path / "db"
+    with quiver.Database(db_dir) as db:
+        c = db.create_collection("c", DIM)
+        c.upsert(list(range(40)), points(40))
+        snap = c.snapshot(tmp_path / "c.snapshot")
+    damage_codes(db_dir, "c")
+    with quiver.Database(db_dir, isolate_damaged=True) as db:
+        assert set(db.failed_collections()) == {"c"}
+        assert db.restore_snapshot(snap, "c", replace=True).count() == 40
+        assert db.failed_collections() == {}

@@ -54,6 +54,7 @@ from quiver.errors import (
     CollectionNotFoundError,
     CorruptIndexError,
     DatabaseLockedError,
+    FormatVersionError,
     InvalidInputError,
     ReadOnlyError,
 )
@@ -81,6 +82,11 @@ class Database:
         them once); the log, points and hot arrays are always checked.
     read_only : open without the lock and without changing anything on disk; writes raise
         :class:`~quiver.errors.ReadOnlyError`.
+    isolate_damaged : a collection that cannot be opened (a damaged or crafted file) does not
+        stop the others: it is listed, :meth:`failed_collections` says why, ``get_collection``
+        raises :class:`~quiver.errors.CorruptIndexError` for it, and dropping it or restoring a
+        snapshot over it (``replace=True``) are the ways out. Off by default: the whole open
+        then raises, as an embedded program usually wants; the server turns it on.
     """
 
     def __init__(
@@ -93,6 +99,7 @@ class Database:
         consolidate_fraction: float = DEFAULT_CONSOLIDATE_FRACTION,
         verify_segments: bool = True,
         read_only: bool = False,
+        isolate_damaged: bool = False,
     ) -> None:
         self._path = Path(path)
         self._read_only = bool(read_only)
@@ -113,6 +120,7 @@ class Database:
             self._lock_fd = self._take_lock()
         self._lock = threading.Lock()
         self._collections: dict[str, Collection] = {}
+        self._failed: dict[str, str] = {}  # name -> why it could not be opened
         self._closed = False
         try:
             if not self._read_only:
@@ -121,7 +129,7 @@ class Database:
                 if directory.name.startswith("."):
                     continue
                 if (directory / CONFIG_FILE).is_file():
-                    self._collections[directory.name] = Collection.open(directory, **self._options)
+                    self._open_existing(directory, isolate_damaged)
                 else:
                     logger.error(
                         "%s: a collection directory without %s (not opened; remove it or "
@@ -131,6 +139,19 @@ class Database:
         except BaseException:
             self.close()
             raise
+
+    def _open_existing(self, directory: Path, isolate_damaged: bool) -> None:
+        try:
+            self._collections[directory.name] = Collection.open(directory, **self._options)
+        except (CorruptIndexError, FormatVersionError) as exc:
+            if not isolate_damaged:
+                raise
+            self._failed[directory.name] = str(exc)
+            logger.error("collection %r not opened (damaged): %s", directory.name, exc)
+
+    def failed_collections(self) -> dict[str, str]:
+        """Collections that could not be opened (``isolate_damaged=True``): name -> why."""
+        return dict(self._failed)
 
     def _take_lock(self) -> int:
         fd = os.open(self._path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
@@ -247,18 +268,25 @@ class Database:
         try:
             return self._collections[name]
         except KeyError:
+            if name in self._failed:
+                raise CorruptIndexError(
+                    f"collection {name!r} could not be opened: {self._failed[name]} (drop it, "
+                    "or restore a snapshot over it with replace=True)"
+                ) from None
             raise CollectionNotFoundError(f"no collection named {name!r}") from None
 
     def list_collections(self) -> list[str]:
-        return sorted(self._collections)
+        """Names of the collections, damaged ones (:meth:`failed_collections`) included."""
+        return sorted([*self._collections, *self._failed])
 
     def drop_collection(self, name: str) -> None:
         """Delete a collection and its files."""
         with self._lock:
             self._check_writable()
-            collection = self.get_collection(name)
-            collection.close()
-            del self._collections[name]
+            if self._failed.pop(name, None) is None:
+                collection = self.get_collection(name)
+                collection.close()
+                del self._collections[name]
             trash = self._hidden("trash", name)
             os.replace(self._dir(name), trash)  # disappears atomically
             store.fsync_dir(self._path / COLLECTIONS_DIR)
@@ -287,6 +315,7 @@ class Database:
                 store.fsync_dir(self._path / COLLECTIONS_DIR)
             collection = Collection.open(self._dir(name), **self._options)
             self._collections[name] = collection
+            self._failed.pop(name, None)
             logger.info("restored collection %r from %s", name, file)
             return collection
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from ..deps import CollectionDep, CollectionName, DbDep, LimitsDep, StateDep
-from ..redact import public_info
+from ..deps import CollectionName, DbDep, LimitsDep, StateDep
+from ..redact import public_info, redact_paths
 from ..schemas import (
     CollectionDescription,
     CollectionInfo,
@@ -59,9 +59,18 @@ async def create_collection(
     responses=_ERRORS,
     summary="Describe a collection",
 )
-async def collection_info(coll: CollectionDep, state: StateDep) -> Response[CollectionInfo]:
-    """Count, dim, metric, id type, parameters, hot/cold bytes, deleted points and status."""
+async def collection_info(
+    name: CollectionName, db: DbDep, state: StateDep
+) -> Response[CollectionInfo]:
+    """Count, dim, metric, id type, parameters, hot/cold bytes, deleted points and status; a
+    collection that could not be opened (damaged files) has status ``failed`` and the reason
+    in ``error``, while the others keep serving."""
     t0 = time.perf_counter()
+    failed = db.failed_collections().get(name)
+    if failed is not None:
+        result = CollectionInfo(name=name, status="failed", error=redact_paths(failed))
+        return Response(result=result, time=time.perf_counter() - t0)
+    coll = await state.run(db.get_collection, name)
     info = await state.run(coll.info)
     return Response(result=CollectionInfo(**public_info(info)), time=time.perf_counter() - t0)
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..deps import StateDep, require_api_key
+from ..redact import redact_paths
 from ..schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -30,7 +31,12 @@ async def readyz(state: StateDep) -> Health | JSONResponse:
     """200 once every collection is open and the Numba kernels are compiled; 503 before."""
     if state.ready and state.db is not None:
         # Not through the worker pool: readiness must answer while every slot is busy.
-        return Health(status="ready", collections=len(state.db.list_collections()))
+        failed = {n: redact_paths(m) for n, m in state.db.failed_collections().items()}
+        return Health(
+            status="ready",
+            collections=len(state.db.list_collections()),
+            failed_collections=failed or None,
+        )
     status = "failed" if state.startup_error else "starting"
     body = Health(status=status, message=state.startup_error)
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)

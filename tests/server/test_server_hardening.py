@@ -27,9 +27,11 @@ from server_testing import (
     next_name,
     open_client,
     seed_collection,
+    vectors,
     wait_ready,
 )
 
+import quiver
 from quiver.db.payloads import encode_payload
 from quiver.server import Settings, create_app
 
@@ -380,3 +382,31 @@ def test_embedded_filter_lists_are_bounded() -> None:
     with pytest.raises(InvalidFilterError, match=str(MAX_FILTER_VALUES)):
         parse_filter({"must": [{"key": "a", "match": {"any": too_many}}]})
     assert parse_filter({"must": [{"has_id": list(range(10))}]}) is not None
+
+
+def test_a_damaged_collection_does_not_stop_the_server(tmp_path: Path) -> None:
+    """The server starts with the healthy collections, shows the damaged one as failed in
+    /readyz and /collections/{name}, keeps serving the others, and lets it be dropped."""
+    settings = make_settings(tmp_path)
+    x = vectors()
+    for name in ("good", "bad"):
+        with quiver.Database(settings.db_dir) as db:
+            db.create_collection(name, DIM).upsert(list(range(len(x))), x)
+    (codes,) = (settings.db_dir / "collections" / "bad").glob("codes-g*.npy")
+    data = bytearray(codes.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    codes.write_bytes(bytes(data))
+    with TestClient(create_app(settings)) as client:
+        wait_ready(client)
+        ready = client.get("/readyz").json()
+        assert ready["status"] == "ready" and set(ready["failed_collections"]) == {"bad"}
+        bad = client.get("/collections/bad").json()["result"]
+        assert bad["status"] == "failed" and "checksum" in bad["error"]
+        assert str(settings.db_dir) not in bad["error"]  # no server paths
+        assert client.get("/collections/good").json()["result"]["status"] == "green"
+        r = client.post("/collections/good/points/query", json={"vector": x[3].tolist(), "k": 1})
+        assert r.json()["result"]["points"][0]["id"] == 3
+        assert client.post("/collections/bad/points/count", json={}).status_code == 500
+        assert client.delete("/collections/bad").status_code == 200
+        names = [c["name"] for c in client.get("/collections").json()["result"]["collections"]]
+        assert names == ["good"]
