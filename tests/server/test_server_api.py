@@ -11,7 +11,12 @@ from server_testing import DIM, N_POINTS, assert_error, payload, seed_collection
 
 
 def test_health_ready_and_openapi(client: TestClient) -> None:
-    assert client.get("/healthz").json() == {"status": "ok", "collections": None, "message": None}
+    assert client.get("/healthz").json() == {
+        "status": "ok",
+        "collections": None,
+        "message": None,
+        "failed_collections": None,
+    }
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     paths = client.get("/openapi.json").json()["paths"]
