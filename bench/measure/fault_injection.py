@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import quiver
+from bench.paths import RESULTS_DIR
 from quiver.engine import store
 
 DIM = 8
@@ -178,9 +179,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--out", default=str(Path(__file__).parent / "results" / "fault-injection.json")
-    )
+    ap.add_argument("--out", default=str(RESULTS_DIR / "fault-injection.json"))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         summary = run_rounds(args.rounds, args.seed, Path(tmp))

@@ -37,10 +37,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bench.paths import REPO_ROOT
+from bench.paths import REPO_ROOT, RESULTS_DIR
 
 DIM = 16
-RESULTS = Path(__file__).parent / "results" / "fuzz-snapshots.json"
+RESULTS = RESULTS_DIR / "fuzz-snapshots.json"
 ARRAYS = ("codes", "adjacency", "degrees", "labels", "live", "center")
 #: Seconds one restore and its reads may take before the worker counts as hung.
 ITEM_TIMEOUT = 120.0
