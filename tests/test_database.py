@@ -510,3 +510,31 @@ def test_target_recall_through_a_collection(tmp_path, wordnet) -> None:
         with pytest.raises(quiver.InvalidInputError, match="not both"):
             c.search(q[0], ef=64, target_recall=0.9)
         assert "diagnosis" in c.info()
+
+
+def test_payload_updates_merge_overwrite_delete_and_survive_a_restart(tmp_path) -> None:
+    ids, x, payloads = _points(60)
+    with quiver.Database(tmp_path / "db") as db:
+        c = db.create_collection("p", DIM)
+        c.upsert(ids, x, payloads)
+        assert c.set_payload({"seen": True}, ids=[1, 2, 999]) == 2  # unknown ids are skipped
+        assert c.get(1).payload == {**payloads[1], "seen": True}
+        red = {"must": [{"key": "colour", "match": {"value": "red"}}]}
+        n_red = c.count(red)
+        assert c.set_payload({"size": -1}, filter=red) == n_red
+        assert c.count({"must": [{"key": "size", "range": {"lt": 0}}]}) == n_red
+        assert c.set_payload({"only": 1}, ids=[3], overwrite=True) == 1
+        assert c.get(3).payload == {"only": 1}
+        assert c.delete_payload(["seen"], ids=[1, 2]) == 2 and "seen" not in c.get(2).payload
+        assert c.delete_payload(ids=[4]) == 1 and c.get(4).payload is None
+        assert c.set_payload({"only": 1}, ids=[3], overwrite=True) == 0  # nothing changed
+        assert c.search(x[5], k=1)[0].id == 5 and c.count() == 60  # rewritten, not duplicated
+        with pytest.raises(quiver.InvalidInputError):
+            c.set_payload(["not", "an", "object"], ids=[5])
+        with pytest.raises(quiver.InvalidInputError, match="exactly one"):
+            c.delete_payload(["x"])
+        assert c.get(5).payload == payloads[5]
+    with quiver.Database(tmp_path / "db") as db:  # from the log and the checkpoint alike
+        c = db.get_collection("p")
+        assert c.get(1).payload == {**payloads[1]} and c.get(3).payload == {"only": 1}
+        assert c.get(4).payload is None and c.count() == 60

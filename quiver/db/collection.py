@@ -44,7 +44,7 @@ from quiver.db.files import (
 )
 from quiver.db.filters import parse_filter
 from quiver.db.ids import check_id, check_ids
-from quiver.db.payloads import check_payloads
+from quiver.db.payloads import check_payloads, keys_removed, payload_change
 from quiver.db.points import PointStore
 from quiver.db.request import SearchRequest, payload_selection
 from quiver.db.wal import (
@@ -246,6 +246,40 @@ class Collection:
             self._check_writable()
             ids = self._points.matching_ids(flt)
             return self.delete(ids) if ids else 0
+
+    def set_payload(
+        self,
+        payload: Any,
+        *,
+        ids: Any = None,
+        filter: Any = None,
+        overwrite: bool = False,  # noqa: A002
+    ) -> int:
+        """Merge ``payload``'s keys into the payloads of the points with ``ids`` or matching
+        ``filter`` (exactly one of them); ``overwrite=True`` replaces their payloads. Returns
+        how many points changed. A changed point is rewritten (a logged upsert of its stored
+        vector), so it is durable and searchable when this returns. Serialised with writes."""
+        return self._rewrite_payloads(ids, filter, payload_change(payload, overwrite))
+
+    def delete_payload(self, keys: Any = None, *, ids: Any = None, filter: Any = None) -> int:  # noqa: A002
+        """Remove payload ``keys`` (all of the payload when None) from the points with ``ids``
+        or matching ``filter``; as :meth:`set_payload` otherwise."""
+        return self._rewrite_payloads(ids, filter, keys_removed(keys))
+
+    def _rewrite_payloads(self, ids: Any, filter: Any, change: Any) -> int:  # noqa: A002
+        if (ids is None) == (filter is None):
+            raise InvalidInputError("give exactly one of ids and filter")
+        pids = None if ids is None else check_ids(self.config.id_type, ids)
+        flt = None if filter is None else parse_filter(filter)
+        with self._write_lock:
+            self._check_writable()
+            pids = self._points.matching_ids(flt) if pids is None else pids
+            changed, x, texts = self._points.rewritten(pids, change)
+            if changed:
+                self._wal.append(OP_UPSERT, {"ids": changed, "payloads": texts}, x)
+                self._points.apply_upsert(changed, x, texts)
+                self._after_write()
+            return len(changed)
 
     def _after_write(self) -> None:
         if self._wal.bytes >= self._checkpoint_bytes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -286,3 +286,29 @@ def _element_key(value: Any) -> tuple[str, Any] | None:
     if key is None and _is_number(value) and (isinstance(value, int) or math.isfinite(value)):
         return ("n", value)  # int and float keys are equal (and hash alike) by exact value
     return key
+
+
+def payload_change(payload: Any, overwrite: bool) -> Callable[[dict[str, Any] | None], Any]:
+    """A validated payload update: merge ``payload``'s keys into a point's payload, or replace
+    it (``overwrite``). Raises InvalidInputError for a payload that is not a JSON object."""
+    encode_payload(payload, "payload")  # the same checks as an upsert's
+    if not isinstance(payload, dict):
+        raise InvalidInputError(f"payload must be a JSON object, got {type(payload).__name__}")
+    new = dict(payload)
+    if overwrite:
+        return lambda old: new
+    return lambda old: {**(old or {}), **new}
+
+
+def keys_removed(keys: Any) -> Callable[[dict[str, Any] | None], Any]:
+    """A payload update that removes ``keys`` (top-level names), or the whole payload (None)."""
+    if keys is None:
+        return lambda old: None
+    if (
+        isinstance(keys, str)
+        or not isinstance(keys, Sequence)
+        or not all(isinstance(k, str) and k for k in keys)
+    ):
+        raise InvalidInputError(f"keys must be a list of non-empty strings, got {keys!r}")
+    gone = set(keys)
+    return lambda old: None if old is None else {k: v for k, v in old.items() if k not in gone}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from quiver.db.filters import Filter
 from quiver.db.id_order import IdOrder
 from quiver.db.ids import check_id
-from quiver.db.payloads import FieldColumn, decode_payload, field_value
+from quiver.db.payloads import FieldColumn, decode_payload, encode_payload, field_value
 from quiver.db.planner import FilterPlanner
 from quiver.db.query import QueryExecutor, make_point
 from quiver.db.request import SearchRequest
@@ -153,6 +154,25 @@ class PointStore:
         """Ids of the live points matching ``flt`` in the current view."""
         view = self.view
         return [view.ids[r] for r in np.flatnonzero(self._planner.mask(view, flt))]
+
+    def rewritten(
+        self, pids: list[Any], change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+    ) -> tuple[list[Any], np.ndarray, list[str | None]]:
+        """The live points among ``pids`` whose payload ``change`` alters: their ids, stored
+        vectors and new payload texts (what an upsert rewriting them logs)."""
+        view = self.view
+        ids, rows, texts = [], [], []
+        for pid in dict.fromkeys(pids):
+            row = view.row_of.get(pid)
+            if row is None:
+                continue
+            old = decode_payload(view.payloads[row])
+            new = change(old)
+            if new != old:
+                ids.append(pid)
+                rows.append(row)
+                texts.append(encode_payload(new))
+        return ids, self._index.vectors_of_rows(view.state, rows), texts
 
     def get(self, pid: Any, payload: Any, with_vector: bool) -> Point:
         view, row = self.locate(pid)

@@ -16,11 +16,13 @@ from ..routes.common import stack_vectors
 from . import translate as tr
 from .schemas import (
     CountPoints,
+    DeletePayload,
     DeletePoints,
     QueryPoints,
     RetrievePoints,
     ScrollPoints,
     SearchPoints,
+    SetPayload,
     UpsertPoints,
 )
 
@@ -63,6 +65,34 @@ def delete(coll: Collection, body: DeletePoints) -> int:
     if body.points is not None:
         return coll.delete(tr.point_ids_in(body.points, coll.id_type))
     return coll.delete_by_filter(tr.filter_in(body.filter, coll.id_type))
+
+
+def _selected(coll: Collection, body: Any) -> dict[str, Any]:
+    """``ids=`` or ``filter=`` of a points selector (exactly one), in quiver's terms."""
+    if getattr(body, "shard_key", None) is not None:
+        raise tr.unsupported("shard keys are")
+    if (body.points is None) == (body.filter is None):
+        raise tr.InvalidInputError("give exactly one of 'points' (ids) and 'filter'")
+    if body.points is not None:
+        return {"ids": tr.point_ids_in(body.points, coll.id_type)}
+    return {"filter": tr.filter_in(body.filter, coll.id_type)}
+
+
+def set_payload(coll: Collection, body: SetPayload, overwrite: bool) -> int:
+    """Merge (or with ``overwrite`` replace) the payloads of the selected points."""
+    if body.key is not None:
+        raise tr.unsupported("setting a payload under a nested 'key' is")
+    return coll.set_payload(body.payload, overwrite=overwrite, **_selected(coll, body))
+
+
+def delete_payload(coll: Collection, body: DeletePayload) -> int:
+    """Remove payload keys from the selected points."""
+    return coll.delete_payload(body.keys, **_selected(coll, body))
+
+
+def clear_payload(coll: Collection, body: DeletePoints) -> int:
+    """Remove the whole payload of the selected points."""
+    return coll.delete_payload(None, **_selected(coll, body))
 
 
 def retrieve(coll: Collection, body: RetrievePoints) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from .schemas import (
     CountPoints,
     CreateCollection,
     CreateFieldIndex,
+    DeletePayload,
     DeletePoints,
     QueryBatch,
     QueryPoints,
@@ -32,6 +33,7 @@ from .schemas import (
     ScrollPoints,
     SearchBatch,
     SearchPoints,
+    SetPayload,
     UpdateCollection,
     UpsertPoints,
 )
@@ -162,6 +164,48 @@ async def delete_points(
     t0 = time.perf_counter()
     limits.batch(len(body.points or ()), "ids")
     await state.write(execute.delete, coll, body)
+    return envelope(completed(), t0)
+
+
+@router.post("/collections/{name}/points/payload", tags=TAG_POINTS, summary="Set payload keys")
+async def set_payload(
+    body: SetPayload, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.batch(len(body.points or ()), "ids")
+    await state.write(execute.set_payload, coll, body, False)
+    return envelope(completed(), t0)
+
+
+@router.put("/collections/{name}/points/payload", tags=TAG_POINTS, summary="Overwrite payloads")
+async def overwrite_payload(
+    body: SetPayload, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.batch(len(body.points or ()), "ids")
+    await state.write(execute.set_payload, coll, body, True)
+    return envelope(completed(), t0)
+
+
+@router.post(
+    "/collections/{name}/points/payload/delete", tags=TAG_POINTS, summary="Delete payload keys"
+)
+async def delete_payload(
+    body: DeletePayload, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.batch(len(body.points or ()), "ids")
+    await state.write(execute.delete_payload, coll, body)
+    return envelope(completed(), t0)
+
+
+@router.post("/collections/{name}/points/payload/clear", tags=TAG_POINTS, summary="Clear payloads")
+async def clear_payload(
+    body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
+) -> JSONResponse:
+    t0 = time.perf_counter()
+    limits.batch(len(body.points or ()), "ids")
+    await state.write(execute.clear_payload, coll, body)
     return envelope(completed(), t0)
 
 

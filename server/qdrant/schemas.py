@@ -101,6 +101,25 @@ class DeletePoints(_Body):
     shard_key: Any = None
 
 
+class SetPayload(_Body):
+    """Body of ``POST`` (merge) / ``PUT`` (overwrite) ``.../points/payload``."""
+
+    payload: dict[str, Any]
+    points: list[ExtendedPointId] | None = Field(None, max_length=HARD_MAX_BATCH)
+    filter: dict[str, Any] | None = None
+    key: str | None = None  # a nested key to set under: not supported (400)
+    shard_key: Any = None
+
+
+class DeletePayload(_Body):
+    """Body of ``POST .../points/payload/delete``."""
+
+    keys: list[str] = Field(min_length=1, max_length=1024)
+    points: list[ExtendedPointId] | None = Field(None, max_length=HARD_MAX_BATCH)
+    filter: dict[str, Any] | None = None
+    shard_key: Any = None
+
+
 class RetrievePoints(_Body):
     """Body of ``POST .../points``."""
 

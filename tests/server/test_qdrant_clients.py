@@ -152,10 +152,27 @@ def test_qdrant_client_walkthrough(server: ServerProcess, client: QdrantClient) 
     has_id = models.Filter(must=[models.HasIdCondition(has_id=[1, uuids[1]])])
     assert client.count(name, count_filter=has_id).count == 2
 
+    has_tag = models.Filter(
+        must=[models.FieldCondition(key="tag", match=models.MatchValue(value="x"))]
+    )
     client.delete(name, points_selector=models.PointIdsList(points=[0, 1, uuids[0]]))
     client.delete(name, points_selector=models.FilterSelector(filter=in_range))
     assert client.count(name).count == 120 - 10 - 1
     assert client.retrieve(name, [0, 5, uuids[0]]) == []
+
+    # payload updates: merge, overwrite, delete keys, clear; by ids and by filter
+    client.set_payload(name, payload={"tag": "x"}, points=[12, uuids[2]])
+    got = {p.id: p.payload for p in client.retrieve(name, [12, uuids[2]])}
+    assert got[12] == {**payload(12), "tag": "x"} and got[uuids[2]]["tag"] == "x"
+    client.overwrite_payload(name, payload={"only": 1}, points=[12])
+    assert client.retrieve(name, [12])[0].payload == {"only": 1}
+    client.delete_payload(name, keys=["tag"], points=models.FilterSelector(filter=has_tag))
+    assert client.count(name, count_filter=has_tag).count == 0
+    client.clear_payload(name, points_selector=models.PointIdsList(points=[13]))
+    assert client.retrieve(name, [13])[0].payload == {}
+    hit = client.query_points(name, query=x[12].tolist(), limit=1).points[0]
+    assert hit.id == 12  # a rewritten point stays searchable
+    assert client.count(name).count == 120 - 10 - 1
 
     assert client.delete_collection(name)
     assert not client.collection_exists(name)
