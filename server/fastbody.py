@@ -5,9 +5,10 @@ that tree; for a batch of vectors that is most of the request's cost. :class:`Fa
 hands the raw bytes to the body model's ``model_validate_json`` (pydantic's Rust parser: no
 intermediate objects) and gives FastAPI the validated model, which it then passes through
 unchanged. Large bodies are parsed in a worker thread so that the event loop keeps serving.
-Validation errors keep FastAPI's shape (422, ``loc`` starting with ``"body"``). A body that
-pydantic's parser does not read as JSON (lone surrogate escapes, nesting past its limit) takes
-FastAPI's own path, so that it gets the same answer as before.
+A body that does not validate, or that pydantic's parser does not read as JSON (lone surrogate
+escapes, nesting past its limit), takes FastAPI's own path: the answer is the same as without
+this route class, and the dependencies (the API key first) are checked before the body's
+errors are reported.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio.to_thread
-from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
@@ -28,17 +28,11 @@ INLINE_PARSE_BYTES = 64 * 1024
 
 
 def parse_body(model: type[BaseModel], body: bytes) -> BaseModel | None:
-    """``body`` as ``model``; :class:`RequestValidationError` (422) if it is JSON but not
-    one; ``None`` if pydantic cannot read it as JSON (FastAPI's path then decides)."""
+    """``body`` as ``model``, or ``None`` if it is not one (FastAPI's path then decides)."""
     try:
         return model.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            return None
-        raise RequestValidationError(
-            [{**e, "loc": ("body", *e["loc"])} for e in errors], body=None
-        ) from None
+    except ValidationError:
+        return None
 
 
 def _is_json(request: Request) -> bool:
