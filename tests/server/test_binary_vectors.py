@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
-from server_testing import DIM, assert_error, make_settings, next_name, open_client, vectors
+from server_testing import DIM, make_settings, next_name, open_client, vectors
 
 from quiver.server import fastbody
 from quiver.server.schemas import QueryRequest, UpsertPoints
