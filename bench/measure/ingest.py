@@ -78,19 +78,20 @@ def main() -> None:
             rates["embedded"] = {"points_per_s": round(n / seconds), "seconds": round(seconds, 2)}
             print("embedded", rates["embedded"], flush=True)
         db_dir = Path(tmp) / "served"
-        with running_server(db_dir, Path(tmp) / "server.log", args=["--no-access-log"]) as srv:
-            with Client(srv.url) as client:
-                for fmt in args.formats:
-                    remote = client.create_collection(f"ingest_{fmt}", dim, "cosine")
-                    kw = {"format": fmt} if args.formats != ["plain"] else {}
-                    seconds = _upsert_all(remote, vectors, payloads, args.batch, **kw)
-                    count = remote.count()
-                    rates[fmt] = {
-                        "points_per_s": round(n / seconds),
-                        "seconds": round(seconds, 2),
-                        "count_after": count,
-                    }
-                    print(fmt, rates[fmt], flush=True)
+        log = Path(tmp) / "server.log"
+        no_log = ["--no-access-log"]
+        with running_server(db_dir, log, args=no_log) as srv, Client(srv.url) as client:
+            for fmt in args.formats:
+                remote = client.create_collection(f"ingest_{fmt}", dim, "cosine")
+                kw = {"format": fmt} if args.formats != ["plain"] else {}
+                seconds = _upsert_all(remote, vectors, payloads, args.batch, **kw)
+                count = remote.count()
+                rates[fmt] = {
+                    "points_per_s": round(n / seconds),
+                    "seconds": round(seconds, 2),
+                    "count_after": count,
+                }
+                print(fmt, rates[fmt], flush=True)
     result = {
         "data": f"minilm-wordnet-21k train ({n} x {dim}, cosine) + payloads",
         "batch": args.batch,
