@@ -27,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("--body", choices=["json", "base64"], default="json")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    py_spy = shutil.which("py-spy")
+    py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
         raise SystemExit("py-spy is not on PATH: pip install py-spy")
 
