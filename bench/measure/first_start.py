@@ -45,7 +45,7 @@ def _warmup_seconds(log: Path) -> float | None:
     """``warmup_s`` of the server's "ready" log record."""
     for line in log.read_text(errors="replace").splitlines():
         if '"ready"' in line and "warmup_s" in line:
-            found = re.search(r'"warmup_s": ([0-9.]+)', line)
+            found = re.search(r'"warmup_s": ?([0-9.]+)', line)
             return float(found.group(1)) if found else None
     return None
 
