@@ -36,10 +36,11 @@ def parse_body(model: type[BaseModel], body: bytes) -> BaseModel | None:
 
 
 def _is_json(request: Request) -> bool:
-    """Whether FastAPI would read this body as JSON (no content type, or a JSON one)."""
+    """Whether FastAPI reads this body as JSON: a JSON content type (a body without one is
+    refused, FastAPI's strict default)."""
     value = request.headers.get("content-type")
     if not value:
-        return True
+        return False
     message = email.message.Message()
     message["content-type"] = value
     subtype = message.get_content_subtype()

@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1)
     parser.add_argument("--body", choices=["json", "base64"], default="json")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks here")
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
@@ -166,9 +167,14 @@ def main() -> None:
             import httpx
 
             reply = httpx.post(
-                f"{srv.url}/collections/{COLLECTION}/points/query", content=bodies[0]
+                f"{srv.url}/collections/{COLLECTION}/points/query",
+                content=bodies[0],
+                headers={"content-type": "application/json"},
             ).content
-        server_split = split(raw_path.read_text()) if raw_path.exists() else {}
+        raw = raw_path.read_text() if raw_path.exists() else ""
+        if args.raw is not None:
+            args.raw.write_text(raw)
+        server_split = split(raw)
     result = {
         "data": "minilm-wordnet-21k (20,000 x 384, cosine) + payloads; k=10, ef=64",
         "clients": args.clients,
