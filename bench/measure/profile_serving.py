@@ -9,7 +9,8 @@ Needs ``py-spy`` on PATH (``pip install py-spy``; a tool, not a dependency of qu
 the bundled 20k slice, starts ``quiver serve`` (no access log), attaches ``py-spy record`` to
 it and sends ``--queries`` top-10 queries (ef 64) from ``--clients`` concurrent keep-alive
 connections with pre-encoded bodies (``--body json`` numbers, or ``base64`` float32). Each
-server sample is put in one bucket by its innermost recognised frame: search (quiver's db and
+busy server sample (waiting threads are left out) is put in one bucket by its innermost
+recognised frame: search (quiver's db and
 engine, the Numba kernels), response building (rendering, orjson), parsing and validation
 (request bodies, pydantic, FastAPI's dependencies), middleware (metrics, access log, limits,
 timeouts), thread hand-off (anyio's worker threads), HTTP and framework (uvicorn, httptools,
@@ -62,13 +63,38 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+#: Innermost frames of a thread that waits (py-spy cannot tell that uvloop's C loop, or a
+#: worker thread on its condition variable, is idle): counted apart, not in the split.
+IDLE_LEAVES = (
+    "Runner.run (asyncio/runners.py",
+    "Condition.wait (threading.py",
+    "select (selectors",
+)
+
+
 def bucket_of(stack: str) -> str:
     """The bucket of one collapsed stack (frames root first, ``;``-separated)."""
-    for frame in reversed(stack.split(";")):
+    frames = stack.split(";")
+    if frames and frames[-1].startswith(IDLE_LEAVES):
+        return "idle"
+    for frame in reversed(frames):
         for name, fragments in BUCKETS:
             if any(f in frame for f in fragments):
                 return name
     return "other"
+
+
+def us_per_query(raw: str, queries: int, rate: int = 250) -> dict[str, float]:
+    """Sampled busy server time per bucket, in microseconds per query (all threads)."""
+    counts: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            counts[bucket_of(stack)] += int(n)
+    counts.pop("idle", None)
+    out = {k: round(v / rate / queries * 1e6, 1) for k, v in counts.most_common()}
+    out["total"] = round(sum(counts.values()) / rate / queries * 1e6, 1)
+    return out
 
 
 def split(raw: str) -> dict[str, float]:
@@ -78,8 +104,11 @@ def split(raw: str) -> dict[str, float]:
         stack, _, n = line.rpartition(" ")
         if n.isdigit():
             counts[bucket_of(stack)] += int(n)
+    idle = counts.pop("idle", 0)
     total = sum(counts.values()) or 1
-    return {k: round(100 * v / total, 1) for k, v in counts.most_common()}
+    out = {k: round(100 * v / total, 1) for k, v in counts.most_common()}
+    out["idle_samples_left_out_percent"] = round(100 * idle / ((total + idle) or 1), 1)
+    return out
 
 
 def client_costs(queries: np.ndarray, reply: bytes) -> dict[str, float]:
@@ -185,6 +214,7 @@ def main() -> None:
         "load_average_after": load_average(),
         "cores": os.cpu_count(),
         "server_split_percent": server_split,
+        "server_us_per_query": us_per_query(raw, args.queries),
         "client_per_query": client_costs(queries[:500], reply),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
