@@ -112,9 +112,7 @@ def main() -> None:
             load_wordnet(db, COLLECTION, batch_size=2000)
             coll = db.get_collection(COLLECTION)
             embedded = timed(lambda q: coll.search(q, k=k, ef=ef), queries)
-        bodies = [
-            json.dumps({"vector": q.tolist(), "k": k, "ef": ef}).encode() for q in queries
-        ]
+        bodies = [json.dumps({"vector": q.tolist(), "k": k, "ef": ef}).encode() for q in queries]
         with running_server(db_dir, Path(tmp) / "server.log", args=["--no-access-log"]) as srv:
             with Client(srv.url) as client:
                 remote = client.get_collection(COLLECTION)
