@@ -28,6 +28,7 @@ from quiver.types import Point, ScoredPoint, SearchResult
 __all__ = [
     "BuildParams",
     "Calibration",
+    "AsyncClient",
     "Client",
     "Collection",
     "CollectionExistsError",
@@ -58,9 +59,10 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``quiver.Client`` is imported on first use, so ``import quiver`` needs no httpx."""
-    if name == "Client":
-        from quiver.client import Client
+    """``quiver.Client`` and ``quiver.AsyncClient`` are imported on first use, so that
+    ``import quiver`` needs no httpx."""
+    if name in ("Client", "AsyncClient"):
+        from quiver import client
 
-        return Client
+        return getattr(client, name)
     raise AttributeError(f"module 'quiver' has no attribute {name!r}")

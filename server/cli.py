@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import sys
@@ -289,12 +290,15 @@ def cmd_load(args: argparse.Namespace) -> int:
         coll = target.get_collection(args.name)
         next_id = args.id_start
         t0 = time.perf_counter()
+        # a server gets several batches per call: the client sends them in parallel
+        remote = {"batch_size": args.batch_size} if args.url else {}
+        group = _client_parallel() if args.url else 1
         with tqdm(total=rows, unit="pt", desc=f"load {args.name}", disable=args.quiet) as bar:
-            for ids, vectors, payloads in batches:
+            for ids, vectors, payloads in _grouped(batches, group):
                 if ids is None:
                     ids = list(range(next_id, next_id + len(vectors)))
                     next_id += len(vectors)
-                coll.upsert(ids, vectors, payloads)
+                coll.upsert(ids, vectors, payloads, **remote)
                 bar.update(len(vectors))
         seconds = time.perf_counter() - t0
         print(
@@ -308,6 +312,26 @@ def cmd_load(args: argparse.Namespace) -> int:
 def _chain(first: list[Batch], rest: Iterator[Batch]) -> Iterator[Batch]:
     yield from first
     yield from rest
+
+
+def _client_parallel() -> int:
+    from quiver.client.wire import DEFAULT_PARALLEL
+
+    return DEFAULT_PARALLEL
+
+
+def _grouped(batches: Iterator[Batch], n: int) -> Iterator[Batch]:
+    """``n`` consecutive batches at a time, as one (ids ``None`` if any batch has none)."""
+    while group := list(itertools.islice(batches, n)):
+        if len(group) == 1:
+            yield group[0]
+            continue
+        ids = None if any(b[0] is None for b in group) else [i for b in group for i in b[0]]
+        vectors = np.concatenate([b[1] for b in group])
+        payloads = None
+        if any(b[2] is not None for b in group):
+            payloads = [p for b in group for p in (b[2] or [None] * len(b[1]))]
+        yield ids, vectors, payloads
 
 
 # --- query --------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ class ServerState:
     snapshot_dir: FsPath
     db: Database | None = None
     ready: bool = False
+    warming: bool = False  # ready, with kernels still compiling in the background
     startup_error: str | None = None
     collections: list[str] = field(default_factory=list)
 

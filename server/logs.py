@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import logging.config
 import time
 from typing import Any
+
+import orjson
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is emitted.
 _STANDARD = frozenset(logging.makeLogRecord({}).__dict__) | {
@@ -33,7 +34,8 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        # orjson: a few microseconds per line (the access log writes one per request)
+        return orjson.dumps(entry, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str) -> None:

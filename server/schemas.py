@@ -2,8 +2,9 @@
 
 The bounds here are hard caps that keep a single request sane whatever the configuration;
 the configurable limits (``Settings.max_batch``, ``max_k``, ``max_ef``, ``max_dim``) are checked
-on top of them in :mod:`quiver.server.deps`. Vectors are ``list[float]`` here; their dimension
-and finiteness are checked by the collection, which knows its dimension.
+on top of them in :mod:`quiver.server.deps`. Vectors are ``list[float]`` or a base64 string of
+little-endian float32 (:mod:`quiver.server.vectors`); their dimension and finiteness are checked
+against the collection, which knows its dimension.
 """
 
 from __future__ import annotations
@@ -41,7 +42,15 @@ PointId = (
 )
 """A point id: a uint64 integer or a non-empty string, per the collection's ``id_type``."""
 
-Vector = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_DIM)]
+Base64Vectors = Annotated[
+    StrictStr,
+    Field(
+        min_length=4,
+        description="base64 of little-endian float32: one vector, or n vectors back to back",
+    ),
+]
+Vector = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_DIM)] | Base64Vectors
+VectorEncoding = Literal["float", "base64"]
 Payload = dict[str, Any]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 CollectionNamePattern = r"^[A-Za-z0-9_-]{1,64}$"
@@ -224,9 +233,34 @@ class PointStruct(_Model):
 
 
 class UpsertPoints(_Model):
-    """Body of ``PUT /collections/{name}/points``: ids must be unique within the batch."""
+    """Body of ``PUT /collections/{name}/points``: ids must be unique within the batch.
 
-    points: list[PointStruct] = Field(min_length=1, max_length=HARD_MAX_BATCH)
+    Either ``points`` (one object per point) or the columnar form: ``ids``, ``vectors`` (one
+    base64 block of the n vectors as little-endian float32) and optional ``payloads``."""
+
+    points: list[PointStruct] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH)
+    ids: list[PointId] | None = Field(None, min_length=1, max_length=HARD_MAX_BATCH)
+    vectors: Base64Vectors | None = None
+    payloads: list[Payload | None] | None = Field(None, max_length=HARD_MAX_BATCH)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> UpsertPoints:
+        columnar = self.ids is not None or self.vectors is not None or self.payloads is not None
+        if (self.points is None) == (not columnar):
+            raise ValueError("give either 'points' or the columns 'ids' and 'vectors'")
+        if columnar:
+            if self.ids is None or self.vectors is None:
+                raise ValueError("the columnar form needs both 'ids' and 'vectors'")
+            if self.payloads is not None and len(self.payloads) != len(self.ids):
+                raise ValueError(
+                    f"{len(self.ids)} ids but {len(self.payloads)} payloads: give one per id"
+                )
+        return self
+
+    @property
+    def count(self) -> int:
+        """Points in the batch."""
+        return len(self.points) if self.points is not None else len(self.ids or ())
 
 
 class UpsertResult(BaseModel):
@@ -255,20 +289,26 @@ class DeleteResult(BaseModel):
     deleted: int
 
 
+_VECTOR_ENCODING = Field(
+    "float", description="returned vectors as JSON numbers, or base64 of little-endian float32"
+)
+
+
 class GetPoints(_Model):
     """Body of ``POST /collections/{name}/points``: missing ids are skipped."""
 
     ids: list[PointId] = Field(min_length=1, max_length=HARD_MAX_BATCH)
     with_payload: bool = True
     with_vector: bool = False
+    vector_encoding: VectorEncoding = _VECTOR_ENCODING
 
 
 class Record(BaseModel):
-    """A stored point."""
+    """A stored point (``vector`` a base64 string when asked for with ``vector_encoding``)."""
 
     id: PointId
     payload: Payload | None = None
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
 
 
 class CountRequest(_Model):
@@ -291,6 +331,7 @@ class ScrollRequest(_Model):
     filter: Filter | None = None
     with_payload: bool = True
     with_vector: bool = False
+    vector_encoding: VectorEncoding = _VECTOR_ENCODING
 
 
 class ScrollResult(BaseModel):
@@ -326,6 +367,7 @@ class _QueryOptions(_Model):
         Field(False, description="true, false or the payload keys to return")
     )
     with_vector: bool = False
+    vector_encoding: VectorEncoding = _VECTOR_ENCODING
 
     def search_request(self, *, vectors: Any = None, ids: Any = None) -> SearchRequest:
         """The validated :class:`quiver.SearchRequest` of these options and queries."""
@@ -349,9 +391,11 @@ class QueryRequest(_QueryOptions):
 
 class QueryBatchRequest(_QueryOptions):
     """Body of ``POST /collections/{name}/points/query/batch``: the options apply to every
-    vector."""
+    vector. ``vectors``: a list of vectors, or one base64 block of them all."""
 
-    vectors: list[Vector] = Field(min_length=1, max_length=HARD_MAX_BATCH)
+    vectors: Annotated[list[Vector], Field(min_length=1, max_length=HARD_MAX_BATCH)] | (
+        Base64Vectors
+    )
 
 
 class ScoredRecord(BaseModel):
@@ -361,7 +405,7 @@ class ScoredRecord(BaseModel):
     id: PointId
     score: float
     payload: Payload | None = None
-    vector: list[float] | None = None
+    vector: list[float] | str | None = None
 
 
 class QueryResult(BaseModel):

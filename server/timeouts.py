@@ -16,7 +16,6 @@ import asyncio
 import time
 from typing import Any
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError
@@ -123,7 +122,7 @@ class BodyTimeoutMiddleware:
                 return await receive()
             deadline = start + self.timeout_s + received / self.min_rate
             try:
-                with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     message = await receive()
             except TimeoutError:
                 raise ApiError(

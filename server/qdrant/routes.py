@@ -18,6 +18,7 @@ from quiver import Collection
 from quiver.errors import CollectionNotFoundError
 
 from ..deps import CollectionDep, CollectionName, DbDep, LimitsDep, StateDep
+from ..fastbody import FastBodyRoute
 from ..schemas import MAX_ID_CHARS
 from . import execute
 from . import translate as tr
@@ -39,7 +40,7 @@ from .schemas import (
 )
 
 logger = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(route_class=FastBodyRoute)  # bodies parsed from bytes by their model
 #: The groups of operations in the OpenAPI document.
 TAG_SERVICE = ["qdrant: service"]
 TAG_COLLECTIONS = ["qdrant: collections"]

@@ -10,7 +10,11 @@ import numpy as np
 from quiver import Collection, Point
 from quiver.errors import InvalidInputError
 
-from ..schemas import MAX_ID_CHARS, U64_MAX, ErrorBody, Record
+from ..schemas import MAX_ID_CHARS, U64_MAX, ErrorBody
+from ..vectors import encode
+from ..vectors import stack as stack_vectors
+
+__all__ = ["ERRORS", "parse_path_id", "record", "stack_vectors", "vector_out"]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "invalid input (dimension, NaN, id type, filter)"},
@@ -19,25 +23,18 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def record(p: Point) -> Record:
-    """A stored point as a response item."""
-    return Record(id=p.id, payload=p.payload, vector=_as_list(p.vector))
+def record(p: Point, encoding: str = "float") -> dict[str, Any]:
+    """A stored point as a response item (:class:`~quiver.server.schemas.Record`)."""
+    return {"id": p.id, "payload": p.payload, "vector": vector_out(p.vector, encoding)}
 
 
-def _as_list(v: Any) -> list[float] | None:
+def vector_out(v: Any, encoding: str) -> Any:
+    """A returned vector: JSON numbers (``"float"``) or a base64 string (``"base64"``)."""
     if v is None:
         return None
-    return v.tolist() if isinstance(v, np.ndarray) else list(v)
-
-
-def stack_vectors(rows: list[list[float]], dim: int) -> np.ndarray:
-    """Rows -> ``(n, d)`` float32. Ragged rows raise; the collection checks ``d`` itself."""
-    lengths = {len(r) for r in rows}
-    if len(lengths) > 1:
-        raise InvalidInputError(
-            f"every vector must have the collection's dim {dim}, got lengths {sorted(lengths)[:5]}"
-        )
-    return np.array(rows, dtype=np.float32)
+    if encoding == "base64":
+        return encode(np.asarray(v, dtype=np.float32))
+    return np.ascontiguousarray(v, dtype=np.float32)  # orjson writes float32 arrays directly
 
 
 def parse_path_id(coll: Collection, raw: str) -> int | str:

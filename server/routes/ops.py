@@ -14,6 +14,11 @@ from ..schemas import Health
 
 router = APIRouter(tags=["operations"])
 
+WARMING_MESSAGE = (
+    "ready for queries; the insertion and batch-search kernels are still compiling in the "
+    "background (upserts and batch queries wait for them)"
+)
+
 
 @router.get("/healthz", response_model=Health, summary="Liveness: the process answers")
 async def healthz() -> Health:
@@ -28,13 +33,16 @@ async def healthz() -> Health:
     summary="Readiness: collections open and kernels compiled",
 )
 async def readyz(state: StateDep) -> Health | JSONResponse:
-    """200 once every collection is open and the Numba kernels are compiled; 503 before."""
+    """200 once every collection is open and a query's Numba kernels are compiled; 503
+    before. While the other kernels (insertion, batch search) still compile in the background
+    the message says so: an upsert then waits for them."""
     if state.ready and state.db is not None:
         # Not through the worker pool: readiness must answer while every slot is busy.
         failed = {n: redact_paths(m) for n, m in state.db.failed_collections().items()}
         return Health(
             status="ready",
             collections=len(state.db.list_collections()),
+            message=WARMING_MESSAGE if state.warming else None,
             failed_collections=failed or None,
         )
     status = "failed" if state.startup_error else "starting"

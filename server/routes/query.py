@@ -3,39 +3,37 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter
 from starlette.responses import Response as RawResponse
 
-from quiver import ScoredPoint
+from quiver import Collection, ScoredPoint, SearchRequest
 
 from ..deps import CollectionDep, LimitsDep, StateDep
+from ..fastbody import FastBodyRoute
 from ..rendering import rendered
-from ..schemas import (
-    QueryBatchRequest,
-    QueryRequest,
-    QueryResult,
-    Response,
-    ScoredRecord,
-)
-from .common import ERRORS, stack_vectors
+from ..schemas import QueryBatchRequest, QueryRequest, QueryResult, Response
+from ..vectors import decode_block, decode_one
+from .common import ERRORS, stack_vectors, vector_out
 
-router = APIRouter(prefix="/collections/{name}/points", tags=["query"])
+router = APIRouter(prefix="/collections/{name}/points", tags=["query"], route_class=FastBodyRoute)
 
 
-def _hits(points: list[ScoredPoint]) -> QueryResult:
-    return QueryResult(
-        points=[
-            ScoredRecord(
-                id=p.id,
-                score=float(p.score),
-                payload=p.payload,
-                vector=None if p.vector is None else np.asarray(p.vector).tolist(),
-            )
+def _hits(points: list[ScoredPoint], encoding: str) -> dict[str, Any]:
+    """One query's hits as a :class:`~quiver.server.schemas.QueryResult`."""
+    return {
+        "points": [
+            {
+                "id": p.id,
+                "score": float(p.score),
+                "payload": p.payload,
+                "vector": vector_out(p.vector, encoding),
+            }
             for p in points
         ]
-    )
+    }
 
 
 @router.post(
@@ -44,17 +42,22 @@ def _hits(points: list[ScoredPoint]) -> QueryResult:
 async def query_points(
     body: QueryRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> RawResponse:
-    """The ``k`` nearest points to ``vector``, or to the stored point ``query_id`` (which is
-    not among its own results), best first."""
+    """The ``k`` nearest points to ``vector`` (numbers, or base64 float32), or to the stored
+    point ``query_id`` (which is not among its own results), best first."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
     limits.filter(body.filter)
     if body.vector is None:
         request = body.search_request(ids=[body.query_id])
+    elif isinstance(body.vector, str):
+        request = body.search_request(vectors=decode_one(body.vector, coll.dim))
     else:
         request = body.search_request(vectors=np.asarray(body.vector, dtype=np.float32))
-    results = await state.run(coll.query, request)
-    return await rendered(state, lambda: _hits(results[0]), t0)
+
+    def search() -> dict[str, Any]:  # search and serialise in one worker-pool call
+        return _hits(coll.query(request)[0], body.vector_encoding)
+
+    return await rendered(state, search, t0)
 
 
 @router.post(
@@ -66,12 +69,29 @@ async def query_points(
 async def query_batch_points(
     body: QueryBatchRequest, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> RawResponse:
-    """One result list per vector, in order; the queries run in parallel."""
+    """One result list per vector, in order; the queries run in parallel. ``vectors``: a list
+    of vectors or one base64 block of float32 holding them all."""
     t0 = time.perf_counter()
     limits.k(body.k, body.ef)
-    limits.batch(len(body.vectors), "query vectors")
-    limits.results(len(body.vectors), body.k + body.offset)
+    n = len(body.vectors) if not isinstance(body.vectors, str) else None
+    if n is not None:
+        limits.batch(n, "query vectors")
+        limits.results(n, body.k + body.offset)
     limits.filter(body.filter)
-    vectors = await state.run(stack_vectors, body.vectors, coll.dim)
-    results = await state.run(coll.query, body.search_request(vectors=vectors))
-    return await rendered(state, lambda: (_hits(r) for r in results), t0)
+
+    def search() -> Any:
+        results = coll.query(_batch_request(body, coll, limits))
+        return (_hits(r, body.vector_encoding) for r in results)
+
+    return await rendered(state, search, t0)
+
+
+def _batch_request(body: QueryBatchRequest, coll: Collection, limits: Any) -> SearchRequest:
+    """The batch's request, its vectors decoded (in the worker pool)."""
+    if isinstance(body.vectors, str):
+        vectors = decode_block(body.vectors, coll.dim)
+        limits.batch(vectors.shape[0], "query vectors")
+        limits.results(vectors.shape[0], body.k + body.offset)
+    else:
+        vectors = stack_vectors(body.vectors, coll.dim)
+    return body.search_request(vectors=vectors)
