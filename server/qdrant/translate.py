@@ -441,8 +441,10 @@ def project_payload(payload: dict[str, Any] | None, selector: PayloadSelector) -
     The core already returned only the top-level fields an include list names; this reaches
     into objects for dotted paths and applies exclude lists.
     """
-    if payload is None or not selector.fetch:
+    if not selector.fetch:
         return None
+    if payload is None:
+        return {}  # Qdrant answers an empty object for a point without payload
     if selector.include is not None:
         out: dict[str, Any] = {}
         for path in selector.include:

@@ -100,6 +100,7 @@ def test_payload_selection() -> None:
     assert payload["b"] == {"c": 2, "d": 3}  # the stored payload is untouched
     assert tr.project_payload(payload, select(None, False)) is None
     assert tr.project_payload(payload, select(None, True)) == payload
+    assert tr.project_payload(None, select(None, True)) == {}  # no payload: an empty object
 
 
 def test_with_vector_names() -> None:
