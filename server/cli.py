@@ -301,10 +301,11 @@ def cmd_load(args: argparse.Namespace) -> int:
                 coll.upsert(ids, vectors, payloads, **remote)
                 bar.update(len(vectors))
         seconds = time.perf_counter() - t0
+        rate = rows / max(seconds, 1e-9)
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"  # a few points: no "0/s"
         print(
             f"loaded {rows:,} points into {args.name!r} in {seconds:.1f} s "
-            f"({rows / max(seconds, 1e-9):,.0f} points/s); "
-            f"the collection has {coll.count():,}"
+            f"({shown} points/s); the collection has {coll.count():,}"
         )
     return 0
 
