@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from quiver.errors import DuplicateIdError, InvalidInputError
 
@@ -52,6 +51,8 @@ def id_column(ids: Any) -> pa.Array | None:
 
 def first_null(arr: pa.Array) -> int | None:
     """Index of the first null of ``arr``, or None."""
+    import pyarrow.compute as pc  # on first use: `import quiver` stays light
+
     if arr.null_count == 0:
         return None
     return int(np.flatnonzero(pc.is_null(arr).to_numpy(zero_copy_only=False))[0])
@@ -62,6 +63,8 @@ def arrow_matrix(arr: pa.Array, name: str = "vectors") -> np.ndarray:
     numpy array, a view of the Arrow buffers where the values are a primitive type without
     nulls (FixedSizeList<float32>: no copy); a column of numbers as one vector. A null
     vector, a null value or rows of different lengths raise InvalidInputError naming the row."""
+    import pyarrow.compute as pc  # on first use: `import quiver` stays light
+
     kind = arr.type
     if not (
         pa.types.is_fixed_size_list(kind) or pa.types.is_list(kind) or pa.types.is_large_list(kind)

@@ -462,7 +462,8 @@ def test_a_directory_with_an_arrow_points_file_still_opens(tmp_path) -> None:
         pyarrow.ipc.new_file(sink, table.schema) as writer,
     ):
         writer.write_table(table)
-    got_ids, got_payloads = files.read_points_file(directory / name)
+    table = files.read_table_file(directory / name)
+    got_ids, got_payloads = table.column("id").to_pylist(), table.column("payload").to_pylist()
     assert got_ids == ids and [json.loads(p) for p in got_payloads] == payloads
 
 

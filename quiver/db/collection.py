@@ -30,6 +30,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from quiver.db.files import (
     POINTS_SUFFIX,
     WAL_DIR,
@@ -220,10 +222,14 @@ class Collection:
         texts = check_payloads(payloads, x.shape[0])
         with self._write_lock:
             self._check_writable()
-            self._wal.append(OP_UPSERT, {"ids": ids, "payloads": texts}, x)
-            self._points.apply_upsert(ids, x, texts)
-            self._after_write()
+            self._log_upsert(ids, x, texts)
         return len(ids)
+
+    def _log_upsert(self, ids: list[Any], x: np.ndarray, texts: list[str | None]) -> None:
+        """Log, apply and follow up one checked upsert (the write lock held)."""
+        self._wal.append(OP_UPSERT, {"ids": ids, "payloads": texts}, x)
+        self._points.apply_upsert(ids, x, texts)
+        self._after_write()
 
     def delete(self, ids: Any) -> int:
         """Delete points by id; return how many existed. Unknown ids are ignored.
@@ -276,9 +282,7 @@ class Collection:
             pids = self._points.matching_ids(flt) if pids is None else pids
             changed, x, texts = self._points.rewritten(pids, change)
             if changed:
-                self._wal.append(OP_UPSERT, {"ids": changed, "payloads": texts}, x)
-                self._points.apply_upsert(changed, x, texts)
-                self._after_write()
+                self._log_upsert(changed, x, texts)
             return len(changed)
 
     def _after_write(self) -> None:

@@ -25,8 +25,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from quiver.db.ids import ID_TYPES, MAX_STRING_ID
 from quiver.db.wal import first_lsn, start_log
@@ -121,6 +119,8 @@ def write_points(
 ) -> None:
     """Write the points file of a checkpoint (Parquet, fsynced): one row per index row, in
     row order (a point's current version is the row whose ``live`` is true)."""
+    import pyarrow.parquet as pq  # on first use: `import quiver` stays light
+
     table = pa.table(
         {
             "id": pa.array(ids, type=pa.uint64() if id_type == "uint64" else pa.string()),
@@ -137,6 +137,8 @@ def write_points(
 def read_table_file(path: Path) -> pa.Table:
     """The table of one points file (Parquet, or Arrow IPC of the first format), fully
     validated (offsets too: a crafted file must not read out of bounds)."""
+    import pyarrow.parquet as pq
+
     try:
         if path.name.endswith(POINTS_SUFFIX):
             table = pq.read_table(path)
@@ -147,16 +149,6 @@ def read_table_file(path: Path) -> pa.Table:
     except (OSError, pa.ArrowInvalid) as exc:
         raise CorruptIndexError(f"points file {path.name} unreadable: {exc}") from exc
     return table
-
-
-def read_points_file(path: Path) -> tuple[list[Any], list[str | None]]:
-    """Ids and payload texts of one points file, unchecked against an index."""
-    table = read_table_file(path)
-    if table.column_names[:2] != ["id", "payload"]:
-        raise CorruptIndexError(
-            f"points file {path.name}: expected columns id, payload, live; got {table.column_names}"
-        )
-    return table.column("id").to_pylist(), table.column("payload").to_pylist()
 
 
 def read_points(
@@ -178,6 +170,8 @@ def read_points(
 
 
 def _check_point_columns(path: Path, table: pa.Table, id_type: str, live: np.ndarray) -> None:
+    import pyarrow.compute as pc
+
     id_arrow = pa.uint64() if id_type == "uint64" else pa.string()
     expected = {"id": id_arrow, "payload": pa.string()}
     for column, arrow_type in expected.items():

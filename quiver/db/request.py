@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -119,7 +119,3 @@ class SearchRequest:
             if value != f.default:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
-
-    def with_query(self, *, vectors: Any = None, ids: Any = None) -> SearchRequest:
-        """The same options for other queries."""
-        return replace(self, vectors=vectors, ids=ids)

@@ -24,7 +24,7 @@ class ScratchPool:
     def __init__(self) -> None:
         self._free: list[Scratch] = []
         self._lock = threading.Lock()
-        self._capacity = -1
+        self._capacity = 0  # an empty index
 
     def resize(self, capacity: int) -> None:
         """Forget every pooled set: the index now has ``capacity`` rows."""

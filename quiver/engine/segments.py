@@ -31,11 +31,6 @@ class FloatSegments:
         self.starts = np.zeros(1, dtype=np.int64)
 
     @property
-    def rows(self) -> int:
-        """Rows in all segments."""
-        return int(self.starts[-1])
-
-    @property
     def nbytes(self) -> int:
         return sum(v.nbytes for v in self.views)
 

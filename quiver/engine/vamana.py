@@ -90,7 +90,6 @@ class VamanaIndex:
         self.hot = HotArrays(self._dim, self._params.max_degree)
         self.segments = FloatSegments(self._dim)
         self._scratch = ScratchPool()
-        self._scratch.resize(0)
         self._write_lock = threading.RLock()
         self._build_seconds = 0.0
         self._path: Path | None = None

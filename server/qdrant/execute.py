@@ -56,17 +56,6 @@ def upsert(coll: Collection, body: UpsertPoints) -> int:
     return coll.upsert(ids, vectors, payloads if any(p is not None for p in payloads) else None)
 
 
-def delete(coll: Collection, body: DeletePoints) -> int:
-    """Delete by ids or by filter; return how many points were deleted."""
-    if body.shard_key is not None:
-        raise tr.unsupported("shard keys are")
-    if (body.points is None) == (body.filter is None):
-        raise tr.InvalidInputError("give exactly one of 'points' (ids) and 'filter'")
-    if body.points is not None:
-        return coll.delete(tr.point_ids_in(body.points, coll.id_type))
-    return coll.delete_by_filter(tr.filter_in(body.filter, coll.id_type))
-
-
 def _selected(coll: Collection, body: Any) -> dict[str, Any]:
     """``ids=`` or ``filter=`` of a points selector (exactly one), in quiver's terms."""
     if getattr(body, "shard_key", None) is not None:
@@ -76,6 +65,14 @@ def _selected(coll: Collection, body: Any) -> dict[str, Any]:
     if body.points is not None:
         return {"ids": tr.point_ids_in(body.points, coll.id_type)}
     return {"filter": tr.filter_in(body.filter, coll.id_type)}
+
+
+def delete(coll: Collection, body: DeletePoints) -> int:
+    """Delete by ids or by filter; return how many points were deleted."""
+    selected = _selected(coll, body)
+    if "ids" in selected:
+        return coll.delete(selected["ids"])
+    return coll.delete_by_filter(selected["filter"])
 
 
 def set_payload(coll: Collection, body: SetPayload, overwrite: bool) -> int:

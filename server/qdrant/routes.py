@@ -147,45 +147,46 @@ async def delete_collection(
     return envelope(True, t0)
 
 
+async def _update(
+    state: StateDep, limits: LimitsDep, n_ids: int, what: str, run: Callable[..., Any], *args: Any
+) -> JSONResponse:
+    """A write of ``n_ids`` points (bounded by the batch limit) run in the writers' pool,
+    answered as Qdrant's completed UpdateResult."""
+    t0 = time.perf_counter()
+    limits.batch(n_ids, what)
+    await state.write(run, *args)
+    return envelope(completed(), t0)
+
+
 @router.put("/collections/{name}/points", tags=TAG_POINTS, summary="Upsert points")
 async def upsert_points(
     body: UpsertPoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
-    t0 = time.perf_counter()
     n = len(body.points) if body.points is not None else len(body.batch.ids if body.batch else [])
-    limits.batch(n, "points")
-    await state.write(execute.upsert, coll, body)
-    return envelope(completed(), t0)
+    return await _update(state, limits, n, "points", execute.upsert, coll, body)
 
 
 @router.post("/collections/{name}/points/delete", tags=TAG_POINTS, summary="Delete points")
 async def delete_points(
     body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
-    t0 = time.perf_counter()
-    limits.batch(len(body.points or ()), "ids")
-    await state.write(execute.delete, coll, body)
-    return envelope(completed(), t0)
+    return await _update(state, limits, len(body.points or ()), "ids", execute.delete, coll, body)
 
 
 @router.post("/collections/{name}/points/payload", tags=TAG_POINTS, summary="Set payload keys")
 async def set_payload(
     body: SetPayload, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
-    t0 = time.perf_counter()
-    limits.batch(len(body.points or ()), "ids")
-    await state.write(execute.set_payload, coll, body, False)
-    return envelope(completed(), t0)
+    n = len(body.points or ())
+    return await _update(state, limits, n, "ids", execute.set_payload, coll, body, False)
 
 
 @router.put("/collections/{name}/points/payload", tags=TAG_POINTS, summary="Overwrite payloads")
 async def overwrite_payload(
     body: SetPayload, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
-    t0 = time.perf_counter()
-    limits.batch(len(body.points or ()), "ids")
-    await state.write(execute.set_payload, coll, body, True)
-    return envelope(completed(), t0)
+    n = len(body.points or ())
+    return await _update(state, limits, n, "ids", execute.set_payload, coll, body, True)
 
 
 @router.post(
@@ -194,20 +195,16 @@ async def overwrite_payload(
 async def delete_payload(
     body: DeletePayload, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
-    t0 = time.perf_counter()
-    limits.batch(len(body.points or ()), "ids")
-    await state.write(execute.delete_payload, coll, body)
-    return envelope(completed(), t0)
+    n = len(body.points or ())
+    return await _update(state, limits, n, "ids", execute.delete_payload, coll, body)
 
 
 @router.post("/collections/{name}/points/payload/clear", tags=TAG_POINTS, summary="Clear payloads")
 async def clear_payload(
     body: DeletePoints, coll: CollectionDep, state: StateDep, limits: LimitsDep
 ) -> JSONResponse:
-    t0 = time.perf_counter()
-    limits.batch(len(body.points or ()), "ids")
-    await state.write(execute.clear_payload, coll, body)
-    return envelope(completed(), t0)
+    n = len(body.points or ())
+    return await _update(state, limits, n, "ids", execute.clear_payload, coll, body)
 
 
 @router.post("/collections/{name}/points", tags=TAG_POINTS, summary="Retrieve points")
