@@ -12,6 +12,11 @@ from numba import njit
 
 from quiver.engine.kernels import float_distance, prefetch_row
 
+#: Float rows fetched ahead of the one being scored: one row (1.5 KB at 384-d) ahead left the
+#: loads partly serial; two cut the time per row from ~430 to ~370 ns on 20k x 384 random rows
+#: (bench/results/PERF.md), more did not help.
+RERANK_PREFETCH = 2
+
 
 @njit(cache=True, nogil=True, inline="always")
 def segment_of(row: int, segment_starts: np.ndarray) -> int:
@@ -49,14 +54,15 @@ def rerank_top_k(
         out_ids[i] = -1
         out_dists[i] = np.inf
     filled = 0
-    if rows.shape[0] > 0:
-        seg = segment_of(rows[0], segment_starts)
-        prefetch_row(segments[seg], rows[0] - segment_starts[seg])
+    for i in range(min(RERANK_PREFETCH, rows.shape[0])):
+        seg = segment_of(rows[i], segment_starts)
+        prefetch_row(segments[seg], rows[i] - segment_starts[seg])
     for i in range(rows.shape[0]):
         row = rows[i]
-        if i + 1 < rows.shape[0]:  # fetch the next float row while this one is scored
-            nxt = segment_of(rows[i + 1], segment_starts)
-            prefetch_row(segments[nxt], rows[i + 1] - segment_starts[nxt])
+        ahead = i + RERANK_PREFETCH
+        if ahead < rows.shape[0]:  # fetch a later float row while this one is scored
+            nxt = segment_of(rows[ahead], segment_starts)
+            prefetch_row(segments[nxt], rows[ahead] - segment_starts[nxt])
         label = labels[row]
         if label < 0:
             continue

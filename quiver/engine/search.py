@@ -16,7 +16,6 @@ from quiver.engine.kernels import (
     encode_query,
     navigation_distance,
     popcount,
-    prefetch,
     prefetch_row,
 )
 from quiver.engine.rerank import rerank_top_k
@@ -118,8 +117,8 @@ def beam_search(
             cur = best_new
         while cur < count and done[cur]:
             cur += 1
-        if cur < count:
-            prefetch(adjacency, ids[cur], 0)
+        if cur < count:  # the next node's whole neighbour list (R int32: several lines)
+            prefetch_row(adjacency, ids[cur])
     return count, n_expanded, n_dist, (n_admitted if filtered else count)
 
 
