@@ -118,7 +118,7 @@ def save_index(
         index.segments.mark_written(
             [(i, store.open_segment(file, index.dim), file) for i, file in written]
         )
-        index._publish()
+        index.apply_float_access()  # publishes; new files may change the "auto" choice
         return gen
 
 

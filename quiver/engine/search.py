@@ -322,8 +322,9 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
     metric, segments, segment_starts, labels = floats
     stamps, epochs = scratch
     out_ids, out_dists, out_ndist = out
-    mode, admit, rows, row_codes, nav_queries = selection
+    mode, admit, rows, row_codes, nav_queries, out_rows = selection
     k = out_ids.shape[1]
+    candidates_only = out_rows.shape[0] > 0
     ids = np.empty(ef, dtype=np.int32)
     dists = np.empty(ef, dtype=np.float64)
     done = np.empty(ef, dtype=np.bool_)
@@ -393,10 +394,15 @@ def _search_range(start, stop, slot, graph, floats, queries, ef, rerank, scratch
                 # ranking: score every admitted row instead (exact in code space).
                 n_res = scan_rows(codes, dim, query, signs, rows, admit, res_ids, res_dists)
                 out_ndist[qi] += rows.shape[0]
-        rerank_top_k(
-            queries[qi], found[: min(n_res, rerank)], metric, segments, segment_starts, labels,
-            out_ids[qi], out_dists[qi],
-        )  # fmt: skip
+        n_found = min(n_res, rerank)
+        if candidates_only:  # the caller reads the float rows ahead, then calls rerank_batch
+            out_rows[qi, :n_found] = found[:n_found]
+            out_rows[qi, n_found:] = -1
+        else:
+            rerank_top_k(
+                queries[qi], found[:n_found], metric, segments, segment_starts, labels,
+                out_ids[qi], out_dists[qi],
+            )  # fmt: skip
 
 
 class SearchArgs(NamedTuple):
@@ -430,6 +436,7 @@ class SearchArgs(NamedTuple):
     rows: np.ndarray
     row_codes: np.ndarray
     nav_queries: np.ndarray
+    out_rows: np.ndarray
 
 
 # The two entry points take flat arguments on purpose: Numba's dispatcher types a tuple of
@@ -442,7 +449,7 @@ class SearchArgs(NamedTuple):
 def search_batch(
     codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
     queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
-    row_codes, nav_queries,
+    row_codes, nav_queries, out_rows,
 ) -> None:  # fmt: skip
     """Search many queries in parallel: one contiguous range of queries per scratch slot.
 
@@ -459,11 +466,15 @@ def search_batch(
     :func:`estimate_group`), or empty.
     ``nav_queries`` float32 (q, D): the queries as the codes see them (centred and rotated,
     see ``bq.transform``), used for navigation only; empty (0, D) when the codes are plain.
+    ``out_rows`` int32 (q, rerank): when not empty, each query's rerank candidates (rows, -1
+    padded) are written there and the rerank is left to :func:`rerank_batch`, so that the
+    caller can read their float rows from disk together first (``quiver.engine.readahead``);
+    ``out_ids``/``out_dists`` are then untouched.
     """
     graph = (codes, adjacency, degrees, dim, entry, limit)
     floats = (metric, segments, segment_starts, labels)
     out = (out_ids, out_dists, out_ndist)
-    selection = (mode, admit, rows, row_codes, nav_queries)
+    selection = (mode, admit, rows, row_codes, nav_queries, out_rows)
     nq = queries.shape[0]
     slots = min(stamps.shape[0], nq)
     for slot in prange(slots):
@@ -481,13 +492,13 @@ def search_batch(
 def search_serial(
     codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
     queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
-    row_codes, nav_queries,
+    row_codes, nav_queries, out_rows,
 ) -> None:  # fmt: skip
     """Same contract as :func:`search_batch` on the calling thread (small batches)."""
     graph = (codes, adjacency, degrees, dim, entry, limit)
     floats = (metric, segments, segment_starts, labels)
     out = (out_ids, out_dists, out_ndist)
-    selection = (mode, admit, rows, row_codes, nav_queries)
+    selection = (mode, admit, rows, row_codes, nav_queries, out_rows)
     _search_range(
         np.int64(0),
         np.int64(queries.shape[0]),
@@ -501,3 +512,19 @@ def search_serial(
         out,
         selection,
     )
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def rerank_batch(
+    queries, rows, metric, segments, segment_starts, labels, out_ids, out_dists
+) -> None:  # fmt: skip
+    """Exact rerank of candidate ``rows`` (q, m) int32 (-1 padded, as :func:`search_batch`
+    writes them with ``out_rows``) into ``out_ids``/``out_dists`` (q, k), queries in parallel."""
+    for qi in prange(queries.shape[0]):
+        n = 0
+        while n < rows.shape[1] and rows[qi, n] >= 0:
+            n += 1
+        rerank_top_k(
+            queries[qi], rows[qi, :n], metric, segments, segment_starts, labels, out_ids[qi],
+            out_dists[qi],
+        )  # fmt: skip

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from numba.typed import List as TypedList
 
+from quiver.engine import readahead
+
 
 class FloatSegments:
     """Segments on disk (each with its file) followed by at most one in-memory tail segment.
@@ -29,6 +31,31 @@ class FloatSegments:
         self._tail_count = 0
         self.typed: Any = None  # numba typed List of the views, or None when empty
         self.starts = np.zeros(1, dtype=np.int64)
+        self.advised = False  # RAM-budget mode: file segments read through readahead advice
+
+    @property
+    def file_bytes(self) -> int:
+        """Bytes of the file-backed (memory-mapped) segments."""
+        return sum(v.nbytes for v, f in zip(self.views, self.files, strict=True) if f is not None)
+
+    def set_advised(self, advised: bool) -> None:
+        """Switch the RAM-budget mode: read-around off on the file segments, and
+        :meth:`advised_views` handed to searches so that they read rerank rows ahead."""
+        if advised != self.advised:
+            self.advised = advised
+            for view, file in zip(self.views, self.files, strict=True):
+                if file is not None:
+                    readahead.advise_random(view, advised)
+
+    def advised_views(self) -> tuple[tuple[np.ndarray, int], ...]:
+        """``(view, first row)`` of each file segment in the RAM-budget mode, else ``()``."""
+        if not self.advised:
+            return ()
+        return tuple(
+            (v, int(self.starts[i]))
+            for i, (v, f) in enumerate(zip(self.views, self.files, strict=True))
+            if f is not None
+        )
 
     @property
     def nbytes(self) -> int:
@@ -85,6 +112,10 @@ class FloatSegments:
             views.append(tail)
             files.append(None)
         self.views, self.files = views, files
+        if self.advised:  # segments mapped since the mode was set
+            for view, file in zip(views, files, strict=True):
+                if file is not None:
+                    readahead.advise_random(view)
         starts = np.zeros(len(views) + 1, dtype=np.int64)
         starts[1:] = np.cumsum([v.shape[0] for v in views])
         self.starts = starts

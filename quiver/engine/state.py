@@ -29,6 +29,9 @@ class IndexState(NamedTuple):
     segments: Any  # numba typed List of read-only float32 views, or None when empty
     segment_starts: np.ndarray
     rows: np.ndarray  # arange(capacity) int64: "labels" that make a search return rows
+    #: (view, first row) of the file segments whose rerank rows are read ahead (RAM-budget
+    #: mode, see ``quiver.engine.readahead``); empty: the rerank faults rows in itself
+    advised_views: tuple = ()
 
 
 class Selection(NamedTuple):

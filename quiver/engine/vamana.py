@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 
-from quiver.engine import bq
+from quiver.engine import bq, readahead
 from quiver.engine.arrays import HotArrays
 from quiver.engine.build import NumbaThreads, drop_deleted, link_rows
 from quiver.engine.kernels import normalize_rows
@@ -29,6 +29,7 @@ from quiver.engine.search import (
     MODE_GRAPH,
     MODE_SCAN,
     SearchArgs,
+    rerank_batch,
     search_batch,
     search_serial,
 )
@@ -44,6 +45,20 @@ logger = logging.getLogger(__name__)
 
 #: Codings the engine applies itself; ``"auto"`` is resolved above it (quiver.Index).
 ENGINE_CENTERINGS = ("none", "mean", "mean-rotate")
+#: How the rerank reads the float rows of the index's files: ``"mapped"`` lets it fault them in
+#: one by one (right when they are cached), ``"advised"`` reads each group's rows ahead with
+#: readahead advice (the RAM-budget mode, :mod:`quiver.engine.readahead`), ``"auto"`` picks
+#: ``"advised"`` when the files exceed half the memory the process may still use.
+FLOAT_ACCESS = ("auto", "mapped", "advised")
+#: Queries whose rerank rows are read ahead together in the advised mode: the reads of one
+#: group are issued while the previous group is reranked. 64 queries x 64 rows of 1.5 KB are
+#: ~6 MB of pages in flight, small against any memory budget worth the mode.
+READAHEAD_GROUP = 64
+
+
+def _check_float_access(mode: str) -> None:
+    if mode not in FLOAT_ACCESS:
+        raise InvalidInputError(f"float_access must be one of {FLOAT_ACCESS}, got {mode!r}")
 
 
 class Coding(NamedTuple):
@@ -83,6 +98,7 @@ class VamanaIndex:
         self._rotation: np.ndarray | None = None  # float32 (D, D) for "mean-rotate"
         self._no_nav = np.zeros((0, self._dim), dtype=np.float32)
         self._no_codes = np.zeros((0, 2 * bq.words_per_plane(self._dim)), dtype=np.uint64)
+        self._no_rows = np.zeros((0, 0), dtype=np.int32)
         self._changes = 0  # adds + deletes since the last calibration (see quiver.Index)
         self._metric = parse_metric(metric)
         self._params = BuildParams(int(max_degree), int(build_list_size), float(alpha), int(seed))
@@ -95,6 +111,7 @@ class VamanaIndex:
         self._path: Path | None = None
         self._generation = 0
         self._row_numbers = np.zeros(0, dtype=np.int64)
+        self._float_access = "auto"
         self.metadata: dict[str, Any] = {}  # caller's metadata from the last save / open
         self._checksums: dict[str, int] = {}  # CRC-32 of the saved files, by name
         self._state = self._make_state()
@@ -159,6 +176,37 @@ class VamanaIndex:
             n = self._num_threads
         return n if n is not None else numba.config.NUMBA_NUM_THREADS
 
+    @property
+    def float_access(self) -> str:
+        """The float-read mode asked for (one of :data:`FLOAT_ACCESS`); :attr:`reads_ahead`
+        says whether rerank rows are being read ahead now."""
+        return self._float_access
+
+    @property
+    def reads_ahead(self) -> bool:
+        """Whether searches read their rerank rows ahead (the advised mode is in effect)."""
+        return self.segments.advised
+
+    def set_float_access(self, mode: str) -> None:
+        """Choose how the rerank reads float rows from the index's files (:data:`FLOAT_ACCESS`).
+
+        Only file segments (an index opened or saved) are concerned; results never change.
+        """
+        _check_float_access(mode)
+        with self._write_lock:
+            self._float_access = mode
+            self.apply_float_access()
+
+    def apply_float_access(self) -> None:
+        """Resolve the float-read mode against the current files (after an open or a save)."""
+        on_disk = self.segments.file_bytes
+        if self._float_access == "auto":
+            advised = on_disk > 0 and readahead.floats_exceed_memory(on_disk)
+        else:
+            advised = self._float_access == "advised" and on_disk > 0
+        self.segments.set_advised(advised)
+        self._publish()
+
     def prepare_queries(self, queries: np.ndarray) -> np.ndarray:
         """Validated float32 rows made ready for the kernels: unit-normalised in place for
         cosine (``queries`` must be the caller's own copy, as ``as_matrix`` returns)."""
@@ -189,6 +237,7 @@ class VamanaIndex:
             self.segments.typed,
             self.segments.starts,
             self._row_numbers,
+            self.segments.advised_views(),
         )
 
     def _publish(self) -> None:
@@ -370,20 +419,44 @@ class VamanaIndex:
             if rows.shape[0] == 0:
                 return out_ids, out_dists, out_ndist
         threads = min(self._threads(num_threads), nq)
+        labels = state.rows if plan.return_rows else state.labels
+        # RAM-budget mode: the kernels stop at the candidates, whose rows are read ahead
+        candidates = (
+            np.empty((nq, plan.rerank), dtype=np.int32) if state.advised_views else self._no_rows
+        )
         with self._scratch.borrow(threads, state.codes.shape[0]) as (stamps, epochs):
             args = SearchArgs(
                 state.codes, state.adjacency, state.degrees, self._dim, state.entry,
-                state.count, int(self._metric), state.segments, state.segment_starts,
-                state.rows if plan.return_rows else state.labels, queries, plan.ef,
-                plan.rerank, stamps[:threads], epochs[:threads], out_ids, out_dists,
-                out_ndist, mode, admit, rows, row_codes, self.navigation_queries(queries),
+                state.count, int(self._metric), state.segments, state.segment_starts, labels,
+                queries, plan.ef, plan.rerank, stamps[:threads], epochs[:threads], out_ids,
+                out_dists, out_ndist, mode, admit, rows, row_codes,
+                self.navigation_queries(queries), candidates,
             )  # fmt: skip
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
                 search_serial(*args)
             else:
                 with NumbaThreads(threads):
                     search_batch(*args)
+        if candidates.shape[0]:
+            with NumbaThreads(threads):
+                self._rerank_read_ahead(state, queries, candidates, labels, out_ids, out_dists)
         return out_ids, out_dists, out_ndist
+
+    def _rerank_read_ahead(self, state, queries, candidates, labels, out_ids, out_dists) -> None:
+        """Rerank in groups of :data:`READAHEAD_GROUP` queries, the next group's float rows
+        advised (their reads started) before the current group is reranked."""
+        views = [v for v, _ in state.advised_views]
+        starts = [s for _, s in state.advised_views]
+        nq = queries.shape[0]
+        readahead.will_need(views, starts, candidates[:READAHEAD_GROUP])
+        for lo in range(0, nq, READAHEAD_GROUP):
+            hi = min(nq, lo + READAHEAD_GROUP)
+            if hi < nq:
+                readahead.will_need(views, starts, candidates[hi : hi + READAHEAD_GROUP])
+            rerank_batch(
+                queries[lo:hi], candidates[lo:hi], int(self._metric), state.segments,
+                state.segment_starts, labels, out_ids[lo:hi], out_dists[lo:hi],
+            )  # fmt: skip
 
     def search(
         self,
@@ -473,7 +546,16 @@ class VamanaIndex:
 
     @classmethod
     def open(
-        cls, path: str | Path, *, num_threads: int | None = None, verify_segments: bool = False
+        cls,
+        path: str | Path,
+        *,
+        num_threads: int | None = None,
+        verify_segments: bool = False,
+        float_access: str = "auto",
     ) -> VamanaIndex:
-        """Open a saved index (see :func:`quiver.engine.persistence.open_index`)."""
-        return open_index(cls, Path(path), num_threads=num_threads, verify=verify_segments)
+        """Open a saved index (see :func:`quiver.engine.persistence.open_index`);
+        ``float_access`` is one of :data:`FLOAT_ACCESS` (see :meth:`set_float_access`)."""
+        _check_float_access(float_access)
+        index = open_index(cls, Path(path), num_threads=num_threads, verify=verify_segments)
+        index.set_float_access(float_access)
+        return index
