@@ -70,3 +70,29 @@ def test_profile_passes_reproduce_the_search(centering):
     np.testing.assert_array_equal(profile.out_ids, result.ids)
     stats = index.search_stats(queries, k=10, ef=24)
     assert profile.ndist.mean() == pytest.approx(stats["mean_distances"])
+
+
+@pytest.mark.parametrize("mode", ["advised", "mapped"])
+def test_ram_budget_child_measures_a_saved_index(tmp_path, monkeypatch, mode):
+    import argparse
+
+    import bench.measure.ram_budget as ram_budget
+
+    data = low_rank_data(1530, 40, seed=3)
+    train, queries = data[:1500], data[1500:]
+    index = quiver.Index(40, "cosine", num_threads=1)
+    index.add(train)
+    index.save(tmp_path / "index")
+    _, truth = quiver.exact_search(train, queries, k=10, metric="cosine")
+    np.save(tmp_path / "test.npy", queries)
+    np.save(tmp_path / "distances.npy", truth)
+    paths = (tmp_path / "index", tmp_path / "test.npy", tmp_path / "distances.npy", tmp_path)
+    monkeypatch.setattr(ram_budget, "_paths", lambda name: paths)
+    args = argparse.Namespace(
+        set="tiny", mode=mode, threads=1, repeats=2, single=5, ef=[10, 60], probe=False
+    )
+    rows = ram_budget.child(args)
+    assert [r["ef"] for r in rows] == [10, 60]
+    assert all(r["reads_ahead"] == (mode == "advised") for r in rows)
+    assert rows[1]["recall_at_10"] >= 0.95 and rows[1]["recall_at_10"] >= rows[0]["recall_at_10"]
+    assert all(r["qps"] > 0 and r["single_p99_ms"] >= r["single_p50_ms"] > 0 for r in rows)

@@ -1,0 +1,273 @@
+"""Search when the float vectors do not fit in RAM: a memory limit around the search process.
+
+    sudo python -m bench.measure.ram_budget --set minilm-text-1m-noise092-384-angular \\
+        [--share 0.25] [--ef 32 64 128] [--modes advised mapped] [--out FILE]
+
+The regime quiver's design exists for: the hot set (codes + graph) stays in memory while the
+float32 vectors live in files and only the rerank reads them. Each measurement runs in a fresh
+child process placed in its own memory cgroup (v2 ``memory.max``, or v1
+``memory.limit_in_bytes``, which both count the page cache), so that the kernel keeps at most
+the allowed share of the float file in the page cache and the rerank reads the rest from disk.
+The limit is
+
+    base + hot + share x float file
+
+where ``base`` is what the cgroup of a child that imported quiver and compiled its kernels is
+charged at its peak (measured first, in a group without a binding limit), ``hot`` the index's
+``hot_bytes`` and the float file the sum of its ``vectors-*.arrow`` segments. The page-cache
+pages of the index files are dropped (``POSIX_FADV_DONTNEED``) before each child starts.
+
+Per mode (``float_access`` of ``Index.open``: ``advised`` reads each group's rerank rows ahead,
+``mapped`` faults them in one by one) and per ef, after one untimed pass over the queries:
+recall@10, batch QPS (median of ``--repeats`` passes, ``--threads`` threads), single-query
+latency p50/p99 (``--single`` queries, one thread), and the bytes the process read from storage
+(``/proc/self/io`` ``read_bytes``) and its major page faults per query. The same is measured
+without a limit (``mapped``, pages warm) as the reference, and the ratio limited / unlimited is
+reported. Needs root and a writable cgroup memory controller; exits with a message otherwise.
+
+Sets: any harness set (``python -m bench list``; its default index is built once and saved
+under ``<data dir>/ram-budget-index/<set>``) or the 1.12M set of ``bench.measure.million``
+(its saved ``index/``). Writes one JSON row per (mode, ef) to ``--out`` with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.harness.datasets import data_dir
+from bench.measure.million import _evict, load_average
+
+CGROUP_V1 = Path("/sys/fs/cgroup/memory")
+CGROUP_V2 = Path("/sys/fs/cgroup")
+MB = 1e6
+UNLIMITED = 1 << 40  # a cgroup "limit" that never binds: measures what a child is charged
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _paths(set_name: str) -> tuple[Path, Path, Path, Path]:
+    """(index dir, queries .npy, ground-truth distances .npy, set dir) of a set, built once."""
+    if set_name.startswith("minilm-text-1m"):
+        directory = data_dir() / set_name
+        return directory / "index", directory / "test.npy", directory / "distances.npy", directory
+    directory = data_dir() / "ram-budget-index" / set_name
+    index_dir = directory / "index"
+    if not (index_dir / "manifest.json").is_file() or not (directory / "test.npy").is_file():
+        import quiver
+        from bench.harness.sets import load_dataset
+
+        ds = load_dataset(set_name)
+        directory.mkdir(parents=True, exist_ok=True)
+        index = quiver.Index(ds.train.shape[1], "cosine", num_threads=2)
+        index.add(ds.train)
+        index.save(index_dir)
+        np.save(directory / "test.npy", np.ascontiguousarray(ds.test))
+        np.save(directory / "distances.npy", np.ascontiguousarray(ds.distances))
+    return index_dir, directory / "test.npy", directory / "distances.npy", directory
+
+
+# --------------------------------------------------------------------------- cgroups
+
+
+def _cgroup_root() -> tuple[Path, str, str]:
+    """(parent folder, limit file, usage file) of a writable memory controller."""
+    if (CGROUP_V1 / "memory.limit_in_bytes").is_file():
+        return CGROUP_V1, "memory.limit_in_bytes", "memory.max_usage_in_bytes"
+    if (CGROUP_V2 / "cgroup.controllers").is_file() and "memory" in (
+        CGROUP_V2 / "cgroup.subtree_control"
+    ).read_text():
+        return CGROUP_V2, "memory.max", "memory.peak"
+    raise SystemExit("no writable memory cgroup controller (v1 or v2) here: run as root on Linux")
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit: int) -> Iterator[Path]:
+    """A fresh memory cgroup limited to ``limit`` bytes; removed on exit."""
+    root, limit_file, _ = _cgroup_root()
+    path = root / f"quiver-ram-budget-{os.getpid()}"
+    try:
+        path.mkdir()
+        (path / limit_file).write_text(str(limit))
+    except OSError as exc:
+        raise SystemExit(f"cannot create a memory cgroup under {root}: {exc}") from exc
+    try:
+        yield path
+    finally:
+        for _ in range(50):  # the child has exited; the kernel frees the group shortly after
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- child
+
+
+def _read_bytes() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _major_faults() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_majflt
+
+
+def child(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Open the index with ``--mode`` and measure every ef (runs inside the cgroup)."""
+    import numba
+
+    import quiver
+    from bench.harness.memory import rss_breakdown
+
+    numba.set_num_threads(args.threads)
+    quiver.warmup()
+    if args.probe:
+        return [{"step": "probe", "base_rss": rss_breakdown()["total"]}]
+    index_dir, queries_file, truth_file, _ = _paths(args.set)
+    queries = np.load(queries_file)
+    truth = np.load(truth_file)
+    index = quiver.Index.open(index_dir, num_threads=args.threads, float_access=args.mode)
+    rows = []
+    for ef in args.ef:
+        load_start = load_average()
+        index.search(queries, k=10, ef=ef)  # untimed: the page cache reaches its steady state
+        read0, faults0 = _read_bytes(), _major_faults()
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            _, dists = index.search(queries, k=10, ef=ef)
+            times.append(time.perf_counter() - t0)
+        batch_queries = args.repeats * len(queries)
+        read1, faults1 = _read_bytes(), _major_faults()
+        single = []
+        for q in queries[: args.single]:
+            t0 = time.perf_counter()
+            index.search(q, k=10, ef=ef, num_threads=1)
+            single.append(time.perf_counter() - t0)
+        rows.append(
+            {
+                "mode": args.mode,
+                "reads_ahead": index.reads_ahead,
+                "ef": ef,
+                "threads": args.threads,
+                "recall_at_10": round(quiver.recall_at_k(dists, truth, 10), 4),
+                "qps": round(len(queries) / float(np.median(times))),
+                "qps_all_passes": [round(len(queries) / t) for t in times],
+                "single_p50_ms": round(float(np.percentile(single, 50)) * 1e3, 3),
+                "single_p99_ms": round(float(np.percentile(single, 99)) * 1e3, 3),
+                "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
+                "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
+                "loadavg_start": load_start,
+                "loadavg_end": load_average(),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _run_child(args: argparse.Namespace, mode: str, limit: int | None, probe: bool = False):
+    index_dir, _, _, _ = _paths(args.set)
+    _evict(sorted(index_dir.glob("*")))
+    cmd = [
+        sys.executable, "-m", "bench.measure.ram_budget", "--child", "--set", args.set,
+        "--mode", mode, "--threads", str(args.threads), "--repeats", str(args.repeats),
+        "--single", str(args.single), "--ef", *map(str, args.ef),
+    ] + (["--probe"] if probe else [])  # fmt: skip
+    if limit is None:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+        peak = None
+    else:
+        with memory_cgroup(limit) as group:
+            _, _, usage_file = _cgroup_root()
+            procs = str(group / "cgroup.procs")
+
+            def enter() -> None:  # in the child, before exec: join the group
+                with open(procs, "w") as fh:
+                    fh.write(str(os.getpid()))
+
+            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=enter)
+            peak_file = group / usage_file
+            peak = int(peak_file.read_text()) if peak_file.is_file() else None
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0:
+        rows.append({"mode": mode, "failed": True, "returncode": proc.returncode})
+    for row in rows:
+        row["memory_limit_mb"] = None if limit is None else round(limit / MB, 1)
+        row["cgroup_peak_mb"] = None if peak is None else round(peak / MB, 1)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--set", default="minilm-text-1m-noise092-384-angular")
+    p.add_argument("--share", type=float, default=0.25, help="share of the float file allowed")
+    p.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
+    p.add_argument("--modes", nargs="+", default=["advised", "mapped"])
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--single", type=int, default=300, help="single queries timed per ef")
+    p.add_argument("--out", type=Path)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode", default="mapped", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        for row in child(args):
+            print(json.dumps(row), flush=True)
+        return
+    _cgroup_root()  # fail early without a controller
+    index_dir, _, _, _ = _paths(args.set)
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    floats = sum((index_dir / s["file"]).stat().st_size for s in manifest["segments"])
+    # what the cgroup is charged for a child that imported quiver and compiled its kernels
+    # (its RSS would also count shared libraries whose pages other groups already hold)
+    probe = _run_child(args, "mapped", UNLIMITED, probe=True)[0]
+    base = int(probe["cgroup_peak_mb"] * MB)
+    import quiver
+
+    hot = quiver.Index.open(index_dir, float_access="mapped").stats()["hot_bytes"]
+    limit = int(base + hot + args.share * floats)
+    facts = {
+        "set": args.set,
+        "share": args.share,
+        "float_file_mb": round(floats / MB, 1),
+        "hot_mb": round(hot / MB, 1),
+        "base_mb": round(base / MB, 1),
+        "command": "python -m bench.measure.ram_budget " + " ".join(argv or sys.argv[1:]),
+    }
+    rows = [{**row, "limited": False} for row in _run_child(args, "mapped", None)]
+    for mode in args.modes:
+        rows += [{**row, "limited": True} for row in _run_child(args, mode, limit)]
+    unlimited = {r["ef"]: r["qps"] for r in rows if not r["limited"] and "qps" in r}
+    for row in rows:
+        row.update(facts)
+        if row["limited"] and "qps" in row and row["ef"] in unlimited:
+            row["qps_vs_unlimited"] = round(row["qps"] / unlimited[row["ef"]], 3)
+        line = json.dumps(row)
+        print(line, flush=True)
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
