@@ -89,10 +89,16 @@ def test_ram_budget_child_measures_a_saved_index(tmp_path, monkeypatch, mode):
     paths = (tmp_path / "index", tmp_path / "test.npy", tmp_path / "distances.npy", tmp_path)
     monkeypatch.setattr(ram_budget, "_paths", lambda name: paths)
     args = argparse.Namespace(
-        set="tiny", mode=mode, threads=1, repeats=2, single=5, ef=[10, 60], probe=False
+        set="tiny",
+        mode=mode,
+        threads=1,
+        repeats=2,
+        single=5,
+        ef=[(10, None), (60, 60)],
+        probe=False,
     )
     rows = ram_budget.child(args)
-    assert [r["ef"] for r in rows] == [10, 60]
+    assert [(r["ef"], r["rerank"]) for r in rows] == [(10, 10), (60, 60)]
     assert all(r["reads_ahead"] == (mode == "advised") for r in rows)
     assert rows[1]["recall_at_10"] >= 0.95 and rows[1]["recall_at_10"] >= rows[0]["recall_at_10"]
     assert all(r["qps"] > 0 and r["single_p99_ms"] >= r["single_p50_ms"] > 0 for r in rows)

@@ -139,49 +139,74 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
     numba.set_num_threads(args.threads)
     quiver.warmup()
     if args.probe:
-        return [{"step": "probe", "base_rss": rss_breakdown()["total"]}]
+        row = {"step": "probe", "base_rss": rss_breakdown()["total"]}
+        print(json.dumps(row), flush=True)
+        return [row]
     index_dir, queries_file, truth_file, _ = _paths(args.set)
     queries = np.load(queries_file)
     truth = np.load(truth_file)
     index = quiver.Index.open(index_dir, num_threads=args.threads, float_access=args.mode)
     rows = []
-    for ef in args.ef:
+    for ef, rerank in args.ef:
         load_start = load_average()
-        index.search(queries, k=10, ef=ef)  # untimed: the page cache reaches its steady state
+        # untimed: the page cache reaches its steady state
+        index.search(queries, k=10, ef=ef, rerank=rerank)
         read0, faults0 = _read_bytes(), _major_faults()
         times = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            _, dists = index.search(queries, k=10, ef=ef)
+            _, dists = index.search(queries, k=10, ef=ef, rerank=rerank)
             times.append(time.perf_counter() - t0)
         batch_queries = args.repeats * len(queries)
         read1, faults1 = _read_bytes(), _major_faults()
         single = []
         for q in queries[: args.single]:
             t0 = time.perf_counter()
-            index.search(q, k=10, ef=ef, num_threads=1)
+            index.search(q, k=10, ef=ef, rerank=rerank, num_threads=1)
             single.append(time.perf_counter() - t0)
-        rows.append(
-            {
-                "mode": args.mode,
-                "reads_ahead": index.reads_ahead,
-                "ef": ef,
-                "threads": args.threads,
-                "recall_at_10": round(quiver.recall_at_k(dists, truth, 10), 4),
-                "qps": round(len(queries) / float(np.median(times))),
-                "qps_all_passes": [round(len(queries) / t) for t in times],
-                "single_p50_ms": round(float(np.percentile(single, 50)) * 1e3, 3),
-                "single_p99_ms": round(float(np.percentile(single, 99)) * 1e3, 3),
-                "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
-                "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
-                "loadavg_start": load_start,
-                "loadavg_end": load_average(),
-            }
-        )
+        row = {
+            "mode": args.mode,
+            "reads_ahead": index.reads_ahead,
+            "ef": ef,
+            "rerank": rerank or ef,
+            "threads": args.threads,
+            "recall_at_10": round(quiver.recall_at_k(dists, truth, 10), 4),
+            "qps": round(len(queries) / float(np.median(times))),
+            "qps_all_passes": [round(len(queries) / t) for t in times],
+            "single_p50_ms": round(float(np.percentile(single, 50)) * 1e3, 3),
+            "single_p99_ms": round(float(np.percentile(single, 99)) * 1e3, 3),
+            "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
+            "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
+            "loadavg_start": load_start,
+            "loadavg_end": load_average(),
+        }
+        print(json.dumps(row), flush=True)  # a timed-out child keeps what it measured
+        rows.append(row)
     return rows
 
 
 # --------------------------------------------------------------------------- driver
+
+
+def _ef_rerank(text: str) -> tuple[int, int | None]:
+    """``"64"`` -> (64, None); ``"64:16"`` -> (64, 16)."""
+    ef, _, rerank = text.partition(":")
+    return int(ef), int(rerank) if rerank else None
+
+
+def _ef_text(pair: tuple[int, int | None]) -> str:
+    return f"{pair[0]}:{pair[1]}" if pair[1] else str(pair[0])
+
+
+def _bounded(cmd: list[str], timeout: float, preexec=None) -> subprocess.CompletedProcess:
+    """Run ``cmd``; kill it after ``timeout`` seconds and keep what it printed (rc -9)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=preexec)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return subprocess.CompletedProcess(cmd, proc.returncode, out)
 
 
 def _run_child(args: argparse.Namespace, mode: str, limit: int | None, probe: bool = False):
@@ -190,10 +215,10 @@ def _run_child(args: argparse.Namespace, mode: str, limit: int | None, probe: bo
     cmd = [
         sys.executable, "-m", "bench.measure.ram_budget", "--child", "--set", args.set,
         "--mode", mode, "--threads", str(args.threads), "--repeats", str(args.repeats),
-        "--single", str(args.single), "--ef", *map(str, args.ef),
+        "--single", str(args.single), "--ef", *map(_ef_text, args.ef),
     ] + (["--probe"] if probe else [])  # fmt: skip
     if limit is None:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
+        proc = _bounded(cmd, args.timeout)
         peak = None
     else:
         with memory_cgroup(limit) as group:
@@ -204,12 +229,18 @@ def _run_child(args: argparse.Namespace, mode: str, limit: int | None, probe: bo
                 with open(procs, "w") as fh:
                     fh.write(str(os.getpid()))
 
-            proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, preexec_fn=enter)
+            proc = _bounded(cmd, args.timeout, enter)
             peak_file = group / usage_file
             peak = int(peak_file.read_text()) if peak_file.is_file() else None
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0:
-        rows.append({"mode": mode, "failed": True, "returncode": proc.returncode})
+        done = {(r.get("ef"), r.get("rerank")) for r in rows}
+        for ef, rerank in args.ef:
+            if (ef, rerank or ef) not in done:  # the pairs it never finished
+                rows.append(
+                    {"mode": mode, "ef": ef, "rerank": rerank or ef, "failed": True,
+                     "returncode": proc.returncode, "timeout_s": args.timeout}
+                )  # fmt: skip
     for row in rows:
         row["memory_limit_mb"] = None if limit is None else round(limit / MB, 1)
         row["cgroup_peak_mb"] = None if peak is None else round(peak / MB, 1)
@@ -220,19 +251,25 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--set", default="minilm-text-1m-noise092-384-angular")
     p.add_argument("--share", type=float, default=0.25, help="share of the float file allowed")
-    p.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
+    p.add_argument(
+        "--ef",
+        type=_ef_rerank,
+        nargs="+",
+        default=[(32, None), (64, None), (128, None)],
+        help="ef, or ef:rerank to rerank fewer than ef candidates (each rerank row is a read)",
+    )
     p.add_argument("--modes", nargs="+", default=["advised", "mapped"])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--single", type=int, default=300, help="single queries timed per ef")
+    p.add_argument("--timeout", type=float, default=600, help="seconds per child (mode)")
     p.add_argument("--out", type=Path)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="mapped", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        for row in child(args):
-            print(json.dumps(row), flush=True)
+        child(args)  # prints its rows as it measures them
         return
     _cgroup_root()  # fail early without a controller
     index_dir, _, _, _ = _paths(args.set)
@@ -257,11 +294,12 @@ def main(argv: list[str] | None = None) -> None:
     rows = [{**row, "limited": False} for row in _run_child(args, "mapped", None)]
     for mode in args.modes:
         rows += [{**row, "limited": True} for row in _run_child(args, mode, limit)]
-    unlimited = {r["ef"]: r["qps"] for r in rows if not r["limited"] and "qps" in r}
+    unlimited = {(r["ef"], r["rerank"]): r["qps"] for r in rows if not r["limited"] and "qps" in r}
     for row in rows:
         row.update(facts)
-        if row["limited"] and "qps" in row and row["ef"] in unlimited:
-            row["qps_vs_unlimited"] = round(row["qps"] / unlimited[row["ef"]], 3)
+        pair = (row.get("ef"), row.get("rerank"))
+        if row["limited"] and "qps" in row and pair in unlimited:
+            row["qps_vs_unlimited"] = round(row["qps"] / unlimited[pair], 3)
         line = json.dumps(row)
         print(line, flush=True)
         if args.out:

@@ -50,10 +50,13 @@ ENGINE_CENTERINGS = ("none", "mean", "mean-rotate")
 #: readahead advice (the RAM-budget mode, :mod:`quiver.engine.readahead`), ``"auto"`` picks
 #: ``"advised"`` when the files exceed half the memory the process may still use.
 FLOAT_ACCESS = ("auto", "mapped", "advised")
-#: Queries whose rerank rows are read ahead together in the advised mode: the reads of one
-#: group are issued while the previous group is reranked. 64 queries x 64 rows of 1.5 KB are
-#: ~6 MB of pages in flight, small against any memory budget worth the mode.
-READAHEAD_GROUP = 64
+#: Float-file pages requested ahead at a time in the advised mode: a group of queries whose
+#: rerank rows need about this many pages is advised while the previous group is reranked.
+#: Enough reads in flight to keep a device's queue full (4 KB reads: ~50k IOPS at 32 in flight
+#: here), few enough that a tight memory budget does not evict the pages read ahead before
+#: the rerank touches them (2 x 8 MB; 64 queries x 64 rows evicted them under a 69 MB budget:
+#: bench/results/PERF.md).
+READAHEAD_PAGES = 2048
 
 
 def _check_float_access(mode: str) -> None:
@@ -443,16 +446,19 @@ class VamanaIndex:
         return out_ids, out_dists, out_ndist
 
     def _rerank_read_ahead(self, state, queries, candidates, labels, out_ids, out_dists) -> None:
-        """Rerank in groups of :data:`READAHEAD_GROUP` queries, the next group's float rows
-        advised (their reads started) before the current group is reranked."""
+        """Rerank in groups of queries needing about :data:`READAHEAD_PAGES` pages, the next
+        group's float rows advised (their reads started) before the current group is
+        reranked."""
         views = [v for v, _ in state.advised_views]
         starts = [s for _, s in state.advised_views]
         nq = queries.shape[0]
-        readahead.will_need(views, starts, candidates[:READAHEAD_GROUP])
-        for lo in range(0, nq, READAHEAD_GROUP):
-            hi = min(nq, lo + READAHEAD_GROUP)
+        row_pages = max(1.0, queries.shape[1] * 4 / readahead.PAGE) + 0.5  # rows straddle pages
+        group = max(1, int(READAHEAD_PAGES / (candidates.shape[1] * row_pages)))
+        readahead.will_need(views, starts, candidates[:group])
+        for lo in range(0, nq, group):
+            hi = min(nq, lo + group)
             if hi < nq:
-                readahead.will_need(views, starts, candidates[hi : hi + READAHEAD_GROUP])
+                readahead.will_need(views, starts, candidates[hi : hi + group])
             rerank_batch(
                 queries[lo:hi], candidates[lo:hi], int(self._metric), state.segments,
                 state.segment_starts, labels, out_ids[lo:hi], out_dists[lo:hi],
