@@ -30,6 +30,7 @@ __all__ = [
     "Calibration",
     "AsyncClient",
     "Client",
+    "Cluster",
     "Collection",
     "CollectionExistsError",
     "CollectionNotFoundError",
@@ -59,10 +60,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``quiver.Client`` and ``quiver.AsyncClient`` are imported on first use, so that
-    ``import quiver`` needs no httpx."""
+    """``quiver.Client`` and ``quiver.AsyncClient`` (httpx) and ``quiver.Cluster`` (Ray) are
+    imported on first use, so that ``import quiver`` needs neither."""
     if name in ("Client", "AsyncClient"):
         from quiver import client
 
         return getattr(client, name)
+    if name == "Cluster":
+        from quiver import cluster
+
+        return cluster.Cluster
     raise AttributeError(f"module 'quiver' has no attribute {name!r}")
