@@ -17,6 +17,9 @@ from quiver.errors import (
     InvalidInputError,
     PointNotFoundError,
     QuiverError,
+    ReplicaUnavailableError,
+    ShardUnavailableError,
+    StaleEpochError,
 )
 from quiver.index import Index, warmup
 from quiver.params import BuildParams, SearchParams
@@ -47,10 +50,13 @@ __all__ = [
     "Point",
     "PointNotFoundError",
     "QuiverError",
+    "ReplicaUnavailableError",
     "ScoredPoint",
     "SearchParams",
     "SearchRequest",
     "SearchResult",
+    "ShardUnavailableError",
+    "StaleEpochError",
     "diagnose",
     "exact_search",
     "recall_at_k",

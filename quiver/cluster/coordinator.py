@@ -26,6 +26,7 @@ from quiver.cluster.layout import (
     place_replicas,
     save_layout,
 )
+from quiver.cluster.replica import replica_name
 from quiver.errors import (
     CollectionExistsError,
     CollectionNotFoundError,
@@ -59,7 +60,6 @@ class Coordinator:
         self._lock = threading.RLock()  # the map: held briefly, never across a call
         self._repair_lock = threading.RLock()  # one election or repair round at a time
         self._layout = load_layout(self._path)
-        self._incarnations: dict[str, str] = {}
         self._stop = threading.Event()
         if heartbeat_s > 0:
             threading.Thread(
@@ -237,52 +237,51 @@ class Coordinator:
         self._stop.set()
 
     def tick(self) -> dict[str, Any]:
-        """One round of failure detection and repair: ping every node; elect a primary where
-        the current one is dead or restarted without its role; bring every live replica that
-        is not in sync back through its primary. Returns what it did."""
+        """One round of failure detection and repair: ask every node for its replicas' state
+        (a node that misses the deadline counts as down); elect a primary where the current
+        one is down or restarted without its role; take replicas that are not readable (a
+        restart) out of the in-sync set; bring every live replica that is not in sync back
+        through its primary. Returns what it did."""
         with self._repair_lock:
-            alive = self._ping_all()
-            restarted = {n for n, inc in alive.items() if self._incarnations.get(n, inc) != inc}
-            self._incarnations.update(alive)
-            done: dict[str, Any] = {"alive": sorted(alive), "elected": [], "synced": []}
+            health = self._health()
+            done: dict[str, Any] = {"alive": sorted(health), "elected": [], "synced": []}
             with self._lock:
                 sets = [(n, rs) for n, c in self._layout.collections.items() for rs in c.shards]
-                for _, rs in sets:  # a restarted follower lost its place: catch up first
-                    gone = [n for n in rs.in_sync if n in restarted and n != rs.primary]
+                for name, rs in sets:  # a restarted follower lost its place: catch up first
+                    key = replica_name(name, rs.shard)
+                    gone = [
+                        n
+                        for n in rs.in_sync
+                        if n != rs.primary
+                        and n in health
+                        and not health[n].get(key, {}).get("readable")
+                    ]
                     if gone:
                         rs.in_sync = [n for n in rs.in_sync if n not in gone]
                         self._save()
             for name, rs in sets:
-                self._repair(name, rs, alive, done)
+                self._repair(name, rs, health, done)
             return done
 
-    def _ping_all(self) -> dict[str, str]:
-        nodes = list(self._layout.nodes)
+    def _health(self) -> dict[str, dict[str, Any]]:
+        """node -> its replicas' states, for the nodes that answer within the deadline."""
         refs, targets = [], []
-        for node in nodes:
+        for node in list(self._layout.nodes):
             try:
-                refs.append(self._node(node).ping.remote())
+                refs.append(self._node(node).statuses.remote())
                 targets.append(node)
             except calls.CallFailed:
                 continue
+        results = calls.gather(refs, PING_TIMEOUT_S, targets)
         return {
-            node: result["incarnation"]
-            for node, result in zip(
-                targets, calls.gather(refs, PING_TIMEOUT_S, targets), strict=True
-            )
+            node: result
+            for node, result in zip(targets, results, strict=True)
             if not isinstance(result, BaseException)
         }
 
-    def _repair(self, name: str, rs: ReplicaSet, alive: dict[str, str], done: dict) -> None:
-        primary_ok = False
-        if rs.primary in alive:
-            try:
-                state = calls.call(
-                    self._node(rs.primary).status.remote(name, rs.shard), PING_TIMEOUT_S, rs.primary
-                )
-                primary_ok = state["is_primary"] and state["epoch"] == rs.epoch
-            except calls.CallFailed:
-                primary_ok = False
+    def _repair(self, name: str, rs: ReplicaSet, alive: dict[str, Any], done: dict) -> None:
+        state = alive.get(rs.primary, {}).get(replica_name(name, rs.shard))
+        primary_ok = bool(state and state["is_primary"] and state["epoch"] == rs.epoch)
         if not primary_ok:
             try:
                 exclude = set() if rs.primary in alive else {rs.primary}
