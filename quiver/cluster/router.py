@@ -82,9 +82,19 @@ class ShardRouter:
     def layout(self, refresh: bool = False) -> ClusterLayout:
         now = time.monotonic()
         if refresh or self._layout is None or now - self._fetched > self.options.layout_ttl_s:
-            data = calls.call(
-                self._coordinator.layout.remote(), self.options.read_timeout_s, "coordinator"
-            )
+            deadline = now + self.options.read_timeout_s
+            while True:  # a read: retried while the coordinator restarts
+                try:
+                    data = calls.call(
+                        self._coordinator.layout.remote(),
+                        max(0.1, deadline - time.monotonic()),
+                        "coordinator",
+                    )
+                    break
+                except calls.CallFailed:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.2)
             self._layout, self._fetched = ClusterLayout.from_dict(data), now
         return self._layout
 
