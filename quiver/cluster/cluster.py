@@ -39,6 +39,8 @@ class Cluster:
     fsync, num_threads : the nodes' :class:`quiver.Database` options.
     heartbeat_s : the coordinator's failure-detection period (0: only on :meth:`repair`).
     ef_exponent : the per-shard ef rule, ``ceil(ef / S ** ef_exponent)``.
+    batch_window_s, max_batch : micro-batching of concurrent single searches from this
+        process's threads (:mod:`quiver.cluster.batching`; ``batch_window_s=0``: off).
     options : deadlines and failover knobs (:class:`~quiver.cluster.router.RouterOptions`).
     start_timeout_s : how long to wait for the node actors to start (a first start compiles
         the kernels).
@@ -54,6 +56,8 @@ class Cluster:
         num_threads: int | None = None,
         heartbeat_s: float = 0.5,
         ef_exponent: float = DEFAULT_EF_EXPONENT,
+        batch_window_s: float = 0.001,
+        max_batch: int = 64,
         options: RouterOptions | None = None,
         start_timeout_s: float = 300.0,
     ) -> None:
@@ -61,6 +65,8 @@ class Cluster:
         self._data_dir = Path(data_dir)
         self._namespace = namespace
         self._ef_exponent = float(ef_exponent)
+        self._batching = (float(batch_window_s), int(max_batch))
+        self._collections: dict[str, ClusterCollection] = {}
         self._coordinator = launch.start_coordinator(self._data_dir, namespace, heartbeat_s)
         self._options = options or RouterOptions()
         node_options = {"fsync": fsync, "num_threads": num_threads}
@@ -120,7 +126,12 @@ class Cluster:
 
     def get_collection(self, name: str) -> ClusterCollection:
         """The collection ``name``; :class:`CollectionNotFoundError` if none."""
-        return ClusterCollection(self._router, self._router.collection(name), self._ef_exponent)
+        layout = self._router.collection(name)
+        known = self._collections.get(name)
+        if known is None or known.shards != layout.n_shards or known.dim != layout.dim:
+            known = ClusterCollection(self._router, layout, self._ef_exponent, *self._batching)
+            self._collections[name] = known  # one batcher per collection and process
+        return known
 
     def list_collections(self) -> list[str]:
         return sorted(self._router.layout(refresh=True).collections)
@@ -128,6 +139,7 @@ class Cluster:
     def drop_collection(self, name: str) -> None:
         """Delete a collection on every node."""
         self._coordinator_call("drop_collection", name)
+        self._collections.pop(name, None)
         self._router.layout(refresh=True)
 
     # ------------------------------------------------------------------ operations

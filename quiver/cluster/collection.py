@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from quiver.cluster.batching import QueryBatcher
 from quiver.cluster.hashing import group_by_shard
 from quiver.cluster.layout import CollectionLayout
 from quiver.cluster.merge import merge_hits, merge_pages, shard_options
@@ -28,9 +29,18 @@ from quiver.validation import as_matrix, positive_int
 
 class ClusterCollection:
     """One collection of a :class:`quiver.Cluster` (obtain it from the cluster).
-    ``ef_exponent``: the per-shard ef rule (:func:`quiver.cluster.merge.shard_ef`)."""
+    ``ef_exponent``: the per-shard ef rule (:func:`quiver.cluster.merge.shard_ef`);
+    ``batch_window_s``, ``max_batch``: micro-batching of concurrent single searches
+    (:mod:`quiver.cluster.batching`; a window of 0 turns it off)."""
 
-    def __init__(self, router: ShardRouter, layout: CollectionLayout, ef_exponent: float) -> None:
+    def __init__(
+        self,
+        router: ShardRouter,
+        layout: CollectionLayout,
+        ef_exponent: float,
+        batch_window_s: float = 0.001,
+        max_batch: int = 64,
+    ) -> None:
         self._router = router
         self.name = layout.name
         self.dim = layout.dim
@@ -39,6 +49,7 @@ class ClusterCollection:
         self.shards = layout.n_shards
         self.replicas = layout.replicas
         self._ef_exponent = ef_exponent
+        self.batcher = QueryBatcher(self._run_batch, batch_window_s, max_batch)
 
     def __repr__(self) -> str:
         return (
@@ -181,7 +192,12 @@ class ClusterCollection:
             raise InvalidInputError(
                 f"vector must be one vector, got {request.vectors.shape[0]} rows"
             )
-        return self.query(request)[0]
+        if request.vectors.shape[1] != self.dim or self.batcher.window_s <= 0:
+            return self.query(request)[0]  # (a wrong dimension raises there, alone)
+        return self.batcher.search(request.vectors[0], request.options())
+
+    def _run_batch(self, vectors: np.ndarray, options: dict[str, Any]) -> list[list[ScoredPoint]]:
+        return self.query(SearchRequest(vectors=vectors, **options))
 
     def search_batch(self, vectors: Any, **options: Any) -> list[list[ScoredPoint]]:
         """:meth:`search` for many query vectors at once (one call per shard)."""

@@ -173,6 +173,28 @@ def test_filters_counts_deletes_and_payload_updates(make) -> None:
 
 
 # ---------------------------------------------------------------------- cluster only
+def test_concurrent_single_searches_are_micro_batched(cluster) -> None:
+    c = cluster.create_collection(_name(), DIM, shards=3, replicas=2)
+    ids, x, _ = _points(300, seed=9)
+    c.upsert(ids, x)
+    expected = [[h.id for h in hits] for hits in c.search_batch(x[:32], k=5)]
+    got: dict[int, list] = {}
+
+    def search(rows: range) -> None:
+        for i in rows:
+            got[i] = [h.id for h in c.search(x[i], k=5)]
+
+    before = c.batcher.batches
+    threads = [threading.Thread(target=search, args=(range(t, 32, 8),)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [got[i] for i in range(32)] == expected
+    assert c.batcher.batches - before < 32  # grouped: fewer calls than searches
+    assert cluster.get_collection(c.name) is c  # one batcher per collection and process
+
+
 def test_cluster_info_and_collection_verbs(cluster) -> None:
     c = cluster.create_collection("info_probe", DIM, shards=3, replicas=2)
     assert "info_probe" in cluster.list_collections()

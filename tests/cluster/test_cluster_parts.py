@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 
 import quiver
+from quiver.cluster.batching import QueryBatcher
 from quiver.cluster.hashing import group_by_shard, shard_of, stable_hash
 from quiver.cluster.layout import (
     ClusterLayout,
@@ -189,3 +191,50 @@ def test_snapshot_catch_up_makes_an_identical_replica(tmp_path) -> None:
     for r in (primary, follower):
         r.close()
         r.db.close()
+
+
+def test_micro_batching_groups_concurrent_searches_and_keeps_each_answer() -> None:
+    calls_seen: list[int] = []
+
+    def run(vectors: np.ndarray, options: dict) -> list:
+        calls_seen.append(len(vectors))
+        return [[ScoredPoint(int(v[0]), float(options["k"]))] for v in vectors]
+
+    batcher = QueryBatcher(run, window_s=0.2, max_batch=8)
+    out: dict[int, list] = {}
+    threads = [
+        threading.Thread(
+            target=lambda i=i: out.update({i: batcher.search(np.full(4, i), {"k": 3})})
+        )
+        for i in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {i: [ScoredPoint(i, 3.0)] for i in range(12)}
+    assert sum(calls_seen) == 12 and len(calls_seen) < 12 and max(calls_seen) <= 8
+    assert batcher.searches == 12 and batcher.batches == len(calls_seen)
+    other = batcher.search(np.full(4, 5), {"k": 4})  # other options: a batch of its own
+    assert other == [ScoredPoint(5, 4.0)] and calls_seen[-1] == 1
+
+
+def test_micro_batching_hands_a_failure_to_every_waiting_search() -> None:
+    def run(vectors: np.ndarray, options: dict) -> list:
+        raise quiver.ShardUnavailableError("shard 0 down")
+
+    batcher = QueryBatcher(run, window_s=0.1)
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            batcher.search(np.zeros(4), {})
+        except quiver.ShardUnavailableError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 4
