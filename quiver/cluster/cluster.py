@@ -41,6 +41,8 @@ class Cluster:
     ef_exponent : the per-shard ef rule, ``ceil(ef / S ** ef_exponent)``.
     batch_window_s, max_batch : micro-batching of concurrent single searches from this
         process's threads (:mod:`quiver.cluster.batching`; ``batch_window_s=0``: off).
+    shards, replicas : what :meth:`create_collection` uses when not told (a program or a
+        server written for :class:`quiver.Database` creates sharded collections unchanged).
     options : deadlines and failover knobs (:class:`~quiver.cluster.router.RouterOptions`).
     start_timeout_s : how long to wait for the node actors to start (a first start compiles
         the kernels).
@@ -58,6 +60,8 @@ class Cluster:
         ef_exponent: float = DEFAULT_EF_EXPONENT,
         batch_window_s: float = 0.001,
         max_batch: int = 64,
+        shards: int = 1,
+        replicas: int = 1,
         options: RouterOptions | None = None,
         start_timeout_s: float = 300.0,
     ) -> None:
@@ -66,6 +70,7 @@ class Cluster:
         self._namespace = namespace
         self._ef_exponent = float(ef_exponent)
         self._batching = (float(batch_window_s), int(max_batch))
+        self._defaults = {"shards": shards, "replicas": replicas}
         self._collections: dict[str, ClusterCollection] = {}
         self._coordinator = launch.start_coordinator(self._data_dir, namespace, heartbeat_s)
         self._options = options or RouterOptions()
@@ -113,11 +118,13 @@ class Cluster:
         build_list_size: int = BuildParams.build_list_size,
         alpha: float = BuildParams.alpha,
         seed: int = 0,
-        shards: int = 1,
-        replicas: int = 1,
+        shards: int | None = None,
+        replicas: int | None = None,
     ) -> ClusterCollection:
-        """Create an empty collection of ``shards`` shards, each on ``replicas`` nodes;
-        :class:`CollectionExistsError` if the name is taken."""
+        """Create an empty collection of ``shards`` shards, each on ``replicas`` nodes (the
+        cluster's defaults when None); :class:`CollectionExistsError` if the name is taken."""
+        shards = self._defaults["shards"] if shards is None else shards
+        replicas = self._defaults["replicas"] if replicas is None else replicas
         build = BuildParams(max_degree, build_list_size, alpha, seed).to_dict()
         self._coordinator_call(
             "create_collection", name, dim, metric, id_type, build, shards, replicas
@@ -132,6 +139,11 @@ class Cluster:
             known = ClusterCollection(self._router, layout, self._ef_exponent, *self._batching)
             self._collections[name] = known  # one batcher per collection and process
         return known
+
+    def failed_collections(self) -> dict[str, str]:
+        """As :meth:`quiver.Database.failed_collections`: none (a shard that cannot serve
+        raises :class:`ShardUnavailableError` when used)."""
+        return {}
 
     def list_collections(self) -> list[str]:
         return sorted(self._router.layout(refresh=True).collections)

@@ -252,7 +252,16 @@ class ClusterCollection:
                 "shard": rs.shard, "epoch": rs.epoch, "primary": rs.primary,
                 "in_sync": rs.in_sync, "replicas": replicas,
             })  # fmt: skip
+        readable = all(len(s["in_sync"]) > 0 for s in shards)
         return {
             "name": self.name, "dim": self.dim, "metric": self.metric, "id_type": self.id_type,
-            "shards": shards, "count": self.count(),
+            "status": "green" if readable else "degraded", "count": self.count(),
+            "shards": shards,
         }  # fmt: skip
+
+    def snapshot(self, path: Any) -> Any:
+        """Not built for a cluster collection yet (docs/SCALING.md): each replica's collection
+        can be snapshot on its node."""
+        raise InvalidInputError(
+            f"snapshots of the cluster collection {self.name!r} are not supported yet"
+        )

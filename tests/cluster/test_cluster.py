@@ -217,6 +217,39 @@ def test_cluster_info_and_collection_verbs(cluster) -> None:
         cluster.get_collection("info_probe")
 
 
+def test_the_http_api_serves_the_cluster(cluster, data_dir, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from quiver.server import Settings, create_app
+
+    settings = Settings(
+        db_dir=data_dir, snapshot_dir=tmp_path / "snapshots", access_log=False, threads=1,
+        cluster="local", cluster_namespace=NAMESPACE, cluster_shards=3, cluster_replicas=2,
+    )  # fmt: skip
+    name = _name()
+    base = f"/collections/{name}"
+    with TestClient(create_app(settings)) as client:
+        _wait_until(lambda: client.get("/readyz").status_code == 200, lambda: "server ready")
+        r = client.put(base, json={"dim": DIM, "metric": "l2"})
+        assert r.status_code == 200, r.text
+        assert [s["shard"] for s in r.json()["result"]["shards"]] == [0, 1, 2]
+        ids, x, payloads = _points(120, seed=10)
+        points = [{"id": i, "vector": x[i].tolist(), "payload": payloads[i]} for i in range(120)]
+        assert client.put(f"{base}/points", json={"points": points}).status_code == 200
+        r = client.post(f"{base}/points/query", json={"vector": x[5].tolist(), "k": 3})
+        assert r.json()["result"]["points"][0]["id"] == 5
+        assert client.post(f"{base}/points/count", json={}).json()["result"] == {"count": 120}
+        assert client.get(f"{base}/points/7").json()["result"]["payload"] == payloads[7]
+        assert client.post(f"{base}/points/delete", json={"points": [7, 8]}).status_code == 200
+        assert client.post(f"{base}/points/count", json={}).json()["result"] == {"count": 118}
+        assert client.get(f"{base}/points/7").status_code == 404
+        assert client.post(f"{base}/snapshots").status_code == 400  # not built for clusters
+        assert client.get("/collections/missing").status_code == 404
+        assert client.get(base).json()["result"]["status"] == "green"
+        assert client.delete(base).status_code == 200
+    assert name not in cluster.list_collections()
+
+
 def _recall(collection, queries, truth) -> float:
     got = [[h.id for h in hits] for hits in collection.search_batch(queries, k=10)]
     return float(np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth, strict=True)]))
