@@ -140,13 +140,32 @@ class ShardRouter:
 
     def read(self, coll: str, method: str, per_shard: dict[int, tuple]) -> dict[int, Any]:
         """Call ``method(coll, shard, *args)`` on one in-sync replica of each shard in
-        ``per_shard`` (shard -> args); returns shard -> result."""
-        layout = self.collection(coll)
+        ``per_shard`` (shard -> args); returns shard -> result. Shards whose replicas all
+        failed are tried once more on a freshly read map (a failover may have changed it)
+        if time is left before the deadline."""
+        deadline = time.monotonic() + self.options.read_timeout_s
+        results, failed = self._read_round(coll, method, per_shard, deadline, refresh=False)
+        if failed and time.monotonic() < deadline:
+            retry = {r.shard: per_shard[r.shard] for r in failed}
+            more, failed = self._read_round(coll, method, retry, deadline, refresh=True)
+            results.update(more)
+        if failed:
+            detail = "; ".join(
+                f"shard {r.shard}: {', '.join(r.errors) or 'no replica'}" for r in failed
+            )
+            raise ShardUnavailableError(f"collection {coll!r}: {detail}")
+        return results
+
+    def _read_round(
+        self, coll: str, method: str, per_shard: dict[int, tuple], deadline: float, refresh: bool
+    ) -> tuple[dict[int, Any], list[_ShardRead]]:
+        """One attempt at every shard of ``per_shard``: the results and the failed reads."""
+        layout = self.layout(refresh).collections.get(coll) if refresh else None
+        layout = layout or self.collection(coll)
         reads = {s: _ShardRead(s, self._order(layout.shards[s].readable())) for s in per_shard}
         for s, read in reads.items():
             self._launch(read, coll, method, per_shard[s])
         start = time.monotonic()
-        deadline = start + self.options.read_timeout_s
         while True:
             open_reads = [r for r in reads.values() if not r.done and r.inflight]
             if not open_reads:
@@ -176,13 +195,8 @@ class ShardRouter:
                 ):
                     r.hedged = True
                     self._launch(r, coll, method, per_shard[r.shard])
-        failed = [r for r in reads.values() if not r.done]
-        if failed:
-            detail = "; ".join(
-                f"shard {r.shard}: {', '.join(r.errors) or 'no replica'}" for r in failed
-            )
-            raise ShardUnavailableError(f"collection {coll!r}: {detail}")
-        return {s: r.result for s, r in reads.items()}
+        done = {s: r.result for s, r in reads.items() if r.done}
+        return done, [r for r in reads.values() if not r.done]
 
     def _collect(self, coll: str, ref: Any, reads: dict, method: str, per_shard: dict) -> None:
         read = next(r for r in reads.values() if ref in r.inflight)
