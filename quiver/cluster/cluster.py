@@ -38,6 +38,7 @@ class Cluster:
         cluster use two namespaces).
     fsync, num_threads : the nodes' :class:`quiver.Database` options.
     heartbeat_s : the coordinator's failure-detection period (0: only on :meth:`repair`).
+    ping_timeout_s : a node that misses a health check's deadline counts as down.
     ef_exponent : the per-shard ef rule, ``ceil(ef / S ** ef_exponent)``.
     batch_window_s, max_batch : micro-batching of concurrent single searches from this
         process's threads (:mod:`quiver.cluster.batching`; ``batch_window_s=0``: off).
@@ -57,6 +58,7 @@ class Cluster:
         fsync: str = "batch",
         num_threads: int | None = None,
         heartbeat_s: float = 0.5,
+        ping_timeout_s: float = 1.0,
         ef_exponent: float = DEFAULT_EF_EXPONENT,
         batch_window_s: float = 0.001,
         max_batch: int = 64,
@@ -72,7 +74,9 @@ class Cluster:
         self._batching = (float(batch_window_s), int(max_batch))
         self._defaults = {"shards": shards, "replicas": replicas}
         self._collections: dict[str, ClusterCollection] = {}
-        self._coordinator = launch.start_coordinator(self._data_dir, namespace, heartbeat_s)
+        self._coordinator = launch.start_coordinator(
+            self._data_dir, namespace, heartbeat_s, ping_timeout_s
+        )
         self._options = options or RouterOptions()
         node_options = {"fsync": fsync, "num_threads": num_threads}
         self._nodes = {

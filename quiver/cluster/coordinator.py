@@ -37,7 +37,7 @@ from quiver.errors import (
 logger = logging.getLogger(__name__)
 
 LAYOUT_FILE = "layout.json"
-#: Deadline of a health check (ping) of a node: a dead node is noticed within this.
+#: Deadline of a health check of a node (default): a dead node is noticed within this.
 PING_TIMEOUT_S = 1.0
 #: Deadline of the coordinator's other calls to a node.
 NODE_TIMEOUT_S = 30.0
@@ -47,14 +47,18 @@ MAX_NAME = 56
 
 class Coordinator:
     """The shard map's owner (see the module doc). ``directory``: where the map is saved;
-    ``heartbeat_s``: period of the background :meth:`tick` (0: none, call it yourself)."""
+    ``heartbeat_s``: period of the background :meth:`tick` (0: none, call it yourself);
+    ``ping_timeout_s``: a node that does not answer a health check within it counts as down
+    (raise it on an overloaded machine, where a live node may answer late)."""
 
     def __init__(
         self,
         directory: str,
         namespace: str = calls.DEFAULT_NAMESPACE,
         heartbeat_s: float = 0.5,
+        ping_timeout_s: float = PING_TIMEOUT_S,
     ) -> None:
+        self._ping_timeout_s = float(ping_timeout_s)
         self._path = Path(directory) / LAYOUT_FILE
         self._namespace = namespace
         self._lock = threading.RLock()  # the map: held briefly, never across a call
@@ -185,7 +189,7 @@ class Coordinator:
 
     def _alive(self, node: str) -> bool:
         try:
-            calls.call(self._node(node).ping.remote(), PING_TIMEOUT_S, node)
+            calls.call(self._node(node).ping.remote(), self._ping_timeout_s, node)
             return True
         except calls.CallFailed:
             return False
@@ -204,7 +208,7 @@ class Coordinator:
         seqs = {
             node: result["last_seq"]
             for node, result in zip(
-                targets, calls.gather(refs, PING_TIMEOUT_S * 2, targets), strict=True
+                targets, calls.gather(refs, self._ping_timeout_s * 2, targets), strict=True
             )
             if not isinstance(result, BaseException)
         }
@@ -272,7 +276,7 @@ class Coordinator:
                 targets.append(node)
             except calls.CallFailed:
                 continue
-        results = calls.gather(refs, PING_TIMEOUT_S, targets)
+        results = calls.gather(refs, self._ping_timeout_s, targets)
         return {
             node: result
             for node, result in zip(targets, results, strict=True)

@@ -60,7 +60,9 @@ def start_node(
     )
 
 
-def start_coordinator(data_dir: Path, namespace: str, heartbeat_s: float) -> Any:
+def start_coordinator(
+    data_dir: Path, namespace: str, heartbeat_s: float, ping_timeout_s: float
+) -> Any:
     """The coordinator actor (created on this process's node if it does not exist)."""
     return (
         ray.remote(Coordinator)
@@ -74,5 +76,5 @@ def start_coordinator(data_dir: Path, namespace: str, heartbeat_s: float) -> Any
             num_cpus=0,
             scheduling_strategy=_pinned(ray.get_runtime_context().get_node_id()),
         )
-        .remote(str(data_dir / "coordinator"), namespace, heartbeat_s)
+        .remote(str(data_dir / "coordinator"), namespace, heartbeat_s, ping_timeout_s)
     )

@@ -36,7 +36,10 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster(ray_cluster, data_dir):
-    c = quiver.Cluster(data_dir=data_dir, namespace=NAMESPACE, num_threads=1, heartbeat_s=0.5)
+    c = quiver.Cluster(
+        data_dir=data_dir, namespace=NAMESPACE, num_threads=1, heartbeat_s=0.5,
+        ping_timeout_s=5.0,  # a shared 2-core machine: a live node may answer late
+    )  # fmt: skip
     yield c
     quiver.cluster.shutdown(NAMESPACE)
 
