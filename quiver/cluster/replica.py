@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 #: Checkpoint the collection (and record the seq it covers) after this many applied writes:
 #: bounds what a restart re-applies from the replication log.
 CHECKPOINT_EVERY = 512
+#: Writes the replication log keeps for catching followers up by replay; at a checkpoint past
+#: this many, the log restarts (a follower further behind gets a snapshot instead).
+RETAIN_WRITES = 100_000
 
 
 class ReplicaGapError(QuiverError, RuntimeError):
@@ -74,8 +77,15 @@ class ShardReplica:
     directly (lock-free, as in an embedded database).
     """
 
-    def __init__(self, db: Database, collection: Collection, log_dir: Path) -> None:
+    def __init__(
+        self,
+        db: Database,
+        collection: Collection,
+        log_dir: Path,
+        retain_writes: int = RETAIN_WRITES,
+    ) -> None:
         self.db = db
+        self._retain_writes = retain_writes
         self.collection = collection
         self.lock = threading.RLock()
         self._log_dir = log_dir
@@ -197,12 +207,19 @@ class ShardReplica:
         return Op(self.last_seq + 1, self.epoch, kind, ids, payloads, vectors)
 
     def checkpoint(self) -> None:
-        """Checkpoint the collection and record the seq it covers."""
+        """Checkpoint the collection and record the seq it covers; past ``retain_writes``
+        retained writes the replication log restarts after that seq (the state file says so
+        first, so a crash before the old files are gone only leaves them unread)."""
         with self.lock:
             self.collection.checkpoint()
             self._checkpoint_seq = self.last_seq
             self._since_checkpoint = 0
+            trim = self.last_seq - self._base_seq > self._retain_writes
+            if trim:
+                self._base_seq, self._base_epoch = self.last_seq, self.last_epoch
             self._write_state()
+            if trim:
+                self._log.rotate(self.last_seq)
 
     # ------------------------------------------------------------------ catch-up
     def epoch_at(self, seq: int) -> int | None:

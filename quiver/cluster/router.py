@@ -232,9 +232,31 @@ class ShardRouter:
         """Call ``method(coll, shard, epoch, *args)`` on each shard's primary; retried (see
         the module doc) until it succeeds or ``write_timeout_s`` passes."""
         deadline = time.monotonic() + self.options.write_timeout_s
-        return {
-            s: self._write_shard(coll, s, method, args, deadline) for s, args in per_shard.items()
+        layout = self.collection(coll)
+        shards, refs, targets = [], [], []
+        for s, args in per_shard.items():  # first attempt: every shard at once
+            rs = layout.shards[s]
+            try:
+                refs.append(getattr(self.node(rs.primary), method).remote(coll, s, rs.epoch, *args))
+            except calls.CallFailed:
+                continue
+            shards.append(s)
+            targets.append(rs.primary)
+        first = calls.gather(refs, self.options.write_timeout_s, targets)
+        done = {
+            s: result
+            for s, result in zip(shards, first, strict=True)
+            if not isinstance(result, BaseException)
         }
+        for result in first:
+            if isinstance(result, QuiverError) and not isinstance(
+                result, StaleEpochError | ReplicaUnavailableError
+            ):
+                raise result  # the write itself is wrong: no retry helps
+        for s, args in per_shard.items():  # then each failed shard with retries
+            if s not in done:
+                done[s] = self._write_shard(coll, s, method, args, deadline)
+        return done
 
     def _write_shard(self, coll: str, shard: int, method: str, args: tuple, deadline: float) -> Any:
         attempt, last = 0, ""

@@ -238,3 +238,24 @@ def test_micro_batching_hands_a_failure_to_every_waiting_search() -> None:
     for t in threads:
         t.join()
     assert len(errors) == 4
+
+
+def test_the_replication_log_restarts_past_its_retention(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    db = quiver.Database(tmp_path / "db")
+    replica = ShardReplica(db, db.create_collection("c__s0", 8), tmp_path / "replog", 3)
+    for seq in range(1, 6):
+        replica.apply(_op(seq, 1, [seq], rng))
+    assert [op.seq for op in replica.ops_after(0)] == [1, 2, 3, 4, 5]
+    replica.checkpoint()  # 5 retained > 3: the log restarts after seq 5
+    assert replica.ops_after(5) == [] and replica.epoch_at(5) == 1
+    assert replica.epoch_at(2) is None  # no longer retained: a follower there needs a snapshot
+    replica.apply(_op(6, 2, [6], rng))
+    replica.close()
+    db.close()
+    with quiver.Database(tmp_path / "db") as db:
+        again = ShardReplica(db, db.get_collection("c__s0"), tmp_path / "replog", 3)
+        assert (again.last_seq, again.last_epoch) == (6, 2)
+        assert [op.seq for op in again.ops_after(5)] == [6]
+        assert again.collection.count() == 6
+        again.close()
