@@ -38,7 +38,8 @@ class Settings(BaseSettings):
     cluster: str | None = Field(
         None,
         description="serve a quiver cluster on Ray instead of a local database: the Ray "
-        "address ('auto', 'ray://host:port'); db_dir is then each node's data directory",
+        "address ('auto', 'ray://host:port', or 'local': the Ray this process joined or a new "
+        "one); db_dir is then each node's data directory",
     )
     cluster_namespace: str = Field("quiver", description="the cluster's Ray namespace")
     cluster_shards: int = Field(

@@ -199,6 +199,7 @@ def test_concurrent_single_searches_are_micro_batched(cluster) -> None:
 
 
 def test_cluster_info_and_collection_verbs(cluster) -> None:
+    assert quiver.Cluster is quiver.cluster.Cluster  # imported on first use
     c = cluster.create_collection("info_probe", DIM, shards=3, replicas=2)
     assert "info_probe" in cluster.list_collections()
     with pytest.raises(quiver.CollectionExistsError):
