@@ -17,6 +17,9 @@ from quiver.errors import (
     InvalidInputError,
     PointNotFoundError,
     QuiverError,
+    ReplicaUnavailableError,
+    ShardUnavailableError,
+    StaleEpochError,
 )
 from quiver.index import Index, warmup
 from quiver.params import BuildParams, SearchParams
@@ -30,6 +33,7 @@ __all__ = [
     "Calibration",
     "AsyncClient",
     "Client",
+    "Cluster",
     "Collection",
     "CollectionExistsError",
     "CollectionNotFoundError",
@@ -46,10 +50,13 @@ __all__ = [
     "Point",
     "PointNotFoundError",
     "QuiverError",
+    "ReplicaUnavailableError",
     "ScoredPoint",
     "SearchParams",
     "SearchRequest",
     "SearchResult",
+    "ShardUnavailableError",
+    "StaleEpochError",
     "diagnose",
     "exact_search",
     "recall_at_k",
@@ -59,10 +66,14 @@ __version__ = "0.1.0"
 
 
 def __getattr__(name: str) -> Any:
-    """``quiver.Client`` and ``quiver.AsyncClient`` are imported on first use, so that
-    ``import quiver`` needs no httpx."""
+    """``quiver.Client`` and ``quiver.AsyncClient`` (httpx) and ``quiver.Cluster`` (Ray) are
+    imported on first use, so that ``import quiver`` needs neither."""
     if name in ("Client", "AsyncClient"):
         from quiver import client
 
         return getattr(client, name)
+    if name == "Cluster":
+        from quiver import cluster
+
+        return cluster.Cluster
     raise AttributeError(f"module 'quiver' has no attribute {name!r}")

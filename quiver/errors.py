@@ -51,6 +51,20 @@ class DatabaseLockedError(QuiverError, OSError):
     """Another process (or another ``Database`` object) holds the data directory's lock."""
 
 
+class StaleEpochError(QuiverError, RuntimeError):
+    """A cluster write carried an older epoch than the replica has seen: the shard's primary
+    changed since the writer read the shard map (refresh it and retry)."""
+
+
+class ReplicaUnavailableError(QuiverError, RuntimeError):
+    """A cluster replica cannot serve this call now: it is not the shard's primary, or it is
+    catching up with missed writes (try another replica, or refresh the shard map)."""
+
+
+class ShardUnavailableError(QuiverError, RuntimeError):
+    """No in-sync replica of a cluster shard answered in time (HTTP 503)."""
+
+
 #: The code naming each domain error in the HTTP API's error bodies (``{"error": code}``), most
 #: specific first: the server writes them, the client turns them back into these classes.
 ERROR_CODES: tuple[tuple[type[QuiverError], str], ...] = (
@@ -60,5 +74,6 @@ ERROR_CODES: tuple[tuple[type[QuiverError], str], ...] = (
     (PointNotFoundError, "point_not_found"),
     (CollectionExistsError, "collection_exists"),
     (DatabaseLockedError, "database_locked"),
+    (ShardUnavailableError, "shard_unavailable"),
     (CorruptIndexError, "corrupt_index"),
 )

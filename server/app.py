@@ -92,6 +92,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+def open_cluster(settings: Settings) -> Any:
+    """A :class:`quiver.Cluster` on the Ray cluster ``settings.cluster``: the same verbs as the
+    database, so the routes serve it unchanged (collections created over HTTP get
+    ``cluster_shards`` x ``cluster_replicas``)."""
+    from quiver.cluster import Cluster
+
+    address = None if settings.cluster in ("", "local") else settings.cluster
+    return Cluster(
+        address,
+        data_dir=settings.db_dir,
+        namespace=settings.cluster_namespace,
+        fsync=settings.fsync,
+        num_threads=settings.threads,
+        shards=settings.cluster_shards,
+        replicas=settings.cluster_replicas,
+    )
+
+
 def _collection_infos(state: ServerState) -> Iterator[dict[str, Any]]:
     """``info()`` of every collection, for the metrics scrape (none before ready)."""
     if not state.ready or state.db is None:
@@ -112,9 +130,12 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         extra={"db_dir": str(s.db_dir), "fsync": s.fsync, "threads": s.threads},
     )
     await state.write(remove_partial_snapshots, state.snapshot_dir)
-    state.db = await state.write(
-        Database, s.db_dir, fsync=s.fsync, num_threads=s.threads, isolate_damaged=True
-    )
+    if s.cluster is not None:
+        state.db = await state.write(open_cluster, s)
+    else:
+        state.db = await state.write(
+            Database, s.db_dir, fsync=s.fsync, num_threads=s.threads, isolate_damaged=True
+        )
     warm = asyncio.get_running_loop().create_task(_warm_up(state))
     try:
         yield

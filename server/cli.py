@@ -100,6 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         key: value
         for key, value in {
             "db_dir": args.db_dir,
+            "cluster": args.cluster,
+            "cluster_shards": args.shards,
+            "cluster_replicas": args.replicas,
             "snapshot_dir": args.snapshot_dir,
             "host": args.host,
             "port": args.port,
@@ -453,6 +456,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="database directory (env QUIVER_DB_DIR; default ./quiver-db)",
     )
     p.add_argument("--snapshot-dir", type=Path, help="default: <db-dir>-snapshots")
+    p.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="serve a quiver cluster on the Ray cluster at ADDRESS ('auto', 'ray://host:port'; "
+        "needs the 'cluster' extra); --db-dir is then each node's data directory",
+    )
+    p.add_argument("--shards", type=int, help="(--cluster) shards of a new collection (default 1)")
+    p.add_argument("--replicas", type=int, help="(--cluster) replicas of each shard (default 1)")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="TCP port (default 8333)")
     p.add_argument(

@@ -25,6 +25,7 @@ from quiver.errors import (
     InvalidInputError,
     PointNotFoundError,
     QuiverError,
+    ShardUnavailableError,
 )
 
 from .redact import redact_paths
@@ -38,6 +39,7 @@ _STATUS: dict[type[Exception], int] = {
     PointNotFoundError: 404,
     CollectionExistsError: 409,
     DatabaseLockedError: 503,
+    ShardUnavailableError: 503,
     CorruptIndexError: 500,
 }
 #: (exception class, HTTP status, error code), most specific first.

@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     snapshot_dir: Path | None = Field(
         None, description="where snapshots are written; default: '<db_dir>-snapshots' beside it"
     )
+    cluster: str | None = Field(
+        None,
+        description="serve a quiver cluster on Ray instead of a local database: the Ray "
+        "address ('auto', 'ray://host:port', or 'local': the Ray this process joined or a new "
+        "one); db_dir is then each node's data directory",
+    )
+    cluster_namespace: str = Field("quiver", description="the cluster's Ray namespace")
+    cluster_shards: int = Field(
+        1, ge=1, le=4096, description="shards of a collection created over HTTP"
+    )
+    cluster_replicas: int = Field(1, ge=1, le=64, description="replicas of each of those shards")
     host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 exposes the server")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     api_key: SecretStr | None = Field(

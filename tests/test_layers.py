@@ -8,6 +8,7 @@ Layers, lowest first; a module may import its own layer and the ones below, neve
     index       quiver.index         the public Index: engine + quality
     db          quiver.db.*          collections, WAL, filters, planner, request
     client      quiver.client        the HTTP client (speaks the db layer's request)
+    cluster     quiver.cluster       sharded collections on Ray (the only importer of ray)
     package     quiver               re-exports
     server      quiver.server.*      the HTTP service and the CLI (server/)
 
@@ -24,7 +25,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ("foundation", "engine", "quality", "index", "db", "client", "package", "server")
+LAYERS = (
+    "foundation", "engine", "quality", "index", "db", "client", "cluster", "package", "server",
+)  # fmt: skip
 FOUNDATION = {"errors", "types", "params", "metrics", "validation", "recall"}
 
 
@@ -54,6 +57,7 @@ def layer_of(module: str) -> str | None:
         "index": "index",
         "db": "db",
         "client": "client",
+        "cluster": "cluster",
         "server": "server",
     }.get(head)
 
@@ -183,6 +187,17 @@ def test_library_never_imports_the_server_or_the_benchmarks() -> None:
         if "importlib" in text and "bench" in text:
             wrong.append(f"{path.relative_to(ROOT)} may load bench/ through importlib")
     assert wrong == []
+
+
+def test_only_the_cluster_package_imports_ray() -> None:
+    wrong = [
+        f"{p.relative_to(ROOT)}:{line}"
+        for p in source_files("quiver", "server")
+        for target, _, line in imports_of(p, KNOWN)
+        if target.split(".")[0] == "ray" and "cluster" not in p.relative_to(ROOT).parts
+    ]
+    assert wrong == []
+    assert layer_of("quiver.cluster.node") == "cluster"
 
 
 def test_server_never_imports_the_benchmarks() -> None:

@@ -1,0 +1,84 @@
+"""What a sharded search asks each shard, and how the shards' answers become one.
+
+Rules (docs/SCALING.md):
+
+* **k per shard = k + offset**: any shard may hold all of the global top k, so asking a shard
+  for fewer costs recall. The offset is applied after the merge.
+* **ef per shard** = ``max(k + offset, ceil(ef / S ** ef_exponent))`` with ``ef_exponent`` 0.5
+  by default: each shard's index is ``S`` times smaller, and the ef that matched one index's
+  recall was about ``ef / sqrt(S)`` on 30k points. ``ef`` is the request's (default
+  ``max(64, k)``). ``ef_exponent=0`` gives every shard the full ef.
+* **target_recall** is passed to every shard unchanged: each shard calibrates its own ef for
+  that recall of its own top k; the union of per-shard top-k lists that each reach recall r
+  reaches at least r of the global top k.
+* **Merge** by exact score (the shards return exact float32 rerank scores, so the merged order
+  is the exact order of what they returned); ties by id, for a deterministic answer.
+* Filters, score thresholds and payload selection pass through unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from quiver.db.request import SearchRequest
+from quiver.params import DEFAULT_EF
+from quiver.types import Point, ScoredPoint
+
+DEFAULT_EF_EXPONENT = 0.5
+
+
+def shard_ef(ef: int | None, k: int, shards: int, exponent: float = DEFAULT_EF_EXPONENT) -> int:
+    """The ef each of ``shards`` shards searches with for a request of ``ef`` (None: the
+    default) and ``k`` results."""
+    base = max(DEFAULT_EF, k) if ef is None else ef
+    return max(k, math.ceil(base / shards**exponent))
+
+
+def shard_options(request: SearchRequest, shards: int, exponent: float) -> dict[str, Any]:
+    """The ``SearchRequest`` keyword arguments every shard runs for ``request`` (queries
+    excluded): k + offset results, no offset, the per-shard ef, the rest unchanged."""
+    k = request.k + request.offset + (1 if request.ids is not None else 0)
+    options: dict[str, Any] = {
+        "k": k,
+        "filter": request.filter,
+        "score_threshold": request.score_threshold,
+        "with_payload": request.with_payload,
+        "with_vector": request.with_vector,
+    }
+    if request.target_recall is not None:
+        options["target_recall"] = request.target_recall
+        top = None
+    else:
+        top = options["ef"] = shard_ef(request.ef, k, shards, exponent)
+    if request.rerank is not None:  # kept in [k, ef] of the shard's request
+        options["rerank"] = max(k, request.rerank if top is None else min(request.rerank, top))
+    return options
+
+
+def merge_hits(
+    per_shard: list[list[ScoredPoint]],
+    k: int,
+    offset: int,
+    higher_is_better: bool,
+    exclude: Any = None,
+) -> list[ScoredPoint]:
+    """One query's hits from every shard -> the global top ``k`` after ``offset``, best first;
+    ``exclude``: an id left out (the query point of a search by id)."""
+    hits = [h for shard in per_shard for h in shard if exclude is None or h.id != exclude]
+    sign = -1.0 if higher_is_better else 1.0
+    hits.sort(key=lambda h: (sign * h.score, str(type(h.id)), h.id))
+    return hits[offset : offset + k]
+
+
+def merge_pages(pages: list[tuple[list[Point], Any]], limit: int) -> tuple[list[Point], Any]:
+    """Scroll pages from every shard (each up to ``limit`` points in id order from the same
+    offset, and that shard's next offset) -> the global page and the next offset.
+
+    Every shard's page holds all of its points below its next offset, so the global page is
+    the first ``limit`` of the union, and the next offset is the smallest id that was left
+    out or that a shard would continue from.
+    """
+    points = sorted((p for page, _ in pages for p in page), key=lambda p: p.id)
+    rest = [p.id for p in points[limit:]] + [n for _, n in pages if n is not None]
+    return points[:limit], (min(rest) if rest else None)

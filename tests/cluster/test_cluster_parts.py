@@ -1,0 +1,261 @@
+"""The cluster's parts that need no Ray: the id hash, the shard map file, the merge rules and a
+shard replica's log, fencing and catch-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import quiver
+from quiver.cluster.batching import QueryBatcher
+from quiver.cluster.hashing import group_by_shard, shard_of, stable_hash
+from quiver.cluster.layout import (
+    ClusterLayout,
+    CollectionLayout,
+    ReplicaSet,
+    load_layout,
+    place_replicas,
+    save_layout,
+)
+from quiver.cluster.merge import merge_hits, merge_pages, shard_ef, shard_options
+from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica
+from quiver.db.wal import OP_DELETE, OP_UPSERT
+from quiver.types import Point, ScoredPoint
+
+#: stable_hash must never change: a point's shard is where its data lives.
+GOLDEN = {
+    0: 7671691146961583722,
+    1: 17942965143629915652,
+    42: 9175771036472351985,
+    2**64 - 1: 14908623240388622877,
+    "": 5913149377792192510,
+    "a": 7136988167118752073,
+    "doc-1": 4566185454878555416,
+    "é": 17336491169312938101,
+}
+
+
+def test_stable_hash_golden_values() -> None:
+    assert {k: stable_hash(k) for k in GOLDEN} == GOLDEN
+    assert stable_hash(np.uint64(42)) == GOLDEN[42] and stable_hash(np.int64(1)) == GOLDEN[1]
+    assert stable_hash(1) != stable_hash("1")  # the type is part of the encoding
+
+
+def test_stable_hash_is_the_same_in_another_process() -> None:
+    code = "from quiver.cluster.hashing import stable_hash; print(stable_hash('doc-1'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout) == GOLDEN["doc-1"]
+
+
+def test_shards_are_balanced_and_bad_ids_refused() -> None:
+    counts = np.bincount([shard_of(i, 4) for i in range(8000)], minlength=4)
+    assert counts.min() > 1800, counts
+    groups = group_by_shard(["a", "b", "c", "d"], 3)
+    assert sorted(p for g in groups.values() for p in g) == [0, 1, 2, 3]
+    for bad in (-1, 2**64, 1.5, True, None):
+        with pytest.raises(quiver.InvalidInputError):
+            stable_hash(bad)
+    with pytest.raises(quiver.InvalidInputError, match="shards"):
+        shard_of(1, 0)
+
+
+def test_import_quiver_does_not_import_ray() -> None:
+    code = "import sys, quiver; print('ray' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _layout() -> ClusterLayout:
+    sets = [
+        ReplicaSet(s, 1, p[0], p, list(p))
+        for s, p in enumerate(place_replicas(["a", "b", "c"], 3, 2))
+    ]
+    coll = CollectionLayout("docs", 8, "cosine", "uint64", {"max_degree": 32}, sets, 2)
+    return ClusterLayout(["a", "b", "c"], {"docs": coll}, 4)
+
+
+def test_layout_round_trips_atomically(tmp_path) -> None:
+    path = tmp_path / "coord" / "layout.json"
+    assert load_layout(path) == ClusterLayout()
+    save_layout(path, _layout())
+    assert load_layout(path) == _layout()
+    assert [p.name for p in path.parent.iterdir()] == ["layout.json"]  # no temp file left
+    assert _layout().collections["docs"].shards[1].replicas == ["b", "c"]
+    path.write_text(json.dumps({"format": 99}))
+    with pytest.raises(quiver.CorruptIndexError, match="format"):
+        load_layout(path)
+
+
+def test_per_shard_ef_rule_and_options() -> None:
+    assert shard_ef(None, 10, 1) == 64 and shard_ef(None, 10, 4) == 32
+    assert shard_ef(64, 10, 2) == 46 and shard_ef(64, 40, 8) == 40  # never below k
+    assert shard_ef(100, 10, 4, exponent=0.0) == 100
+    request = quiver.SearchRequest(vectors=np.ones(4), k=5, offset=3, rerank=20, ef=80)
+    options = shard_options(request, 4, 0.5)
+    assert options["k"] == 8 and options["ef"] == 40 and options["rerank"] == 20
+    assert "offset" not in options
+    recall = shard_options(quiver.SearchRequest(vectors=np.ones(4), target_recall=0.9), 4, 0.5)
+    assert recall["target_recall"] == 0.9 and "ef" not in recall
+
+
+def test_merge_hits_orders_by_exact_score_and_pages_by_id() -> None:
+    a = [ScoredPoint(1, 0.9), ScoredPoint(4, 0.5)]
+    b = [ScoredPoint(2, 0.95), ScoredPoint(3, 0.5), ScoredPoint(5, 0.1)]
+    assert [h.id for h in merge_hits([a, b], 3, 0, True)] == [2, 1, 3]
+    assert [h.id for h in merge_hits([a, b], 2, 1, True, exclude=1)] == [3, 4]
+    assert [h.id for h in merge_hits([a, b], 2, 0, False)] == [5, 3]  # l2: smaller first
+    pages = [([Point(1), Point(5)], 9), ([Point(2), Point(3)], None), ([Point(4)], None)]
+    points, nxt = merge_pages(pages, 3)
+    assert [p.id for p in points] == [1, 2, 3] and nxt == 4
+    assert merge_pages([([Point(1)], None), ([], None)], 3) == ([Point(1)], None)
+
+
+def _op(seq: int, epoch: int, ids: list[int], rng: np.random.Generator) -> Op:
+    x = rng.standard_normal((len(ids), 8)).astype(np.float32)
+    return Op(seq, epoch, OP_UPSERT, ids, [{"s": seq}] * len(ids), x)
+
+
+def _replica(path, name: str = "c__s0") -> ShardReplica:
+    db = quiver.Database(path / "db")
+    coll = (
+        db.get_collection(name) if name in db.list_collections() else db.create_collection(name, 8)
+    )
+    return ShardReplica(db, coll, path / "replog" / name)
+
+
+def test_replica_applies_in_order_skips_repeats_refuses_gaps_and_stale_epochs(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    replica = _replica(tmp_path)
+    replica.apply(_op(1, 1, [1, 2], rng))
+    replica.apply(_op(2, 1, [3], rng))
+    assert replica.apply(_op(2, 1, [99], rng)) == 2  # a retry of seq 2: skipped
+    assert replica.collection.count() == 3
+    with pytest.raises(ReplicaGapError, match="1 writes missed"):
+        replica.apply(_op(4, 1, [4], rng))
+    replica.apply(Op(3, 2, OP_DELETE, [1], None, None))  # epoch 2 adopted
+    with pytest.raises(quiver.StaleEpochError, match="epoch 1"):
+        replica.apply(_op(4, 1, [4], rng))
+    assert (replica.last_seq, replica.epoch, replica.collection.count()) == (3, 2, 2)
+    assert [op.seq for op in replica.ops_after(1)] == [2, 3]
+    assert replica.epoch_at(3) == 2 and replica.epoch_at(1) == 1 and replica.epoch_at(9) is None
+    replica.close()
+    replica.db.close()
+    again = _replica(tmp_path)  # the epoch and the log survive a restart
+    assert (again.last_seq, again.last_epoch, again.epoch) == (3, 2, 2)
+    assert not again.readable and not again.is_primary
+    assert again.collection.count() == 2
+    again.close()
+    again.db.close()
+
+
+def test_replica_reapplies_the_log_after_its_checkpoint(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    replica = _replica(tmp_path)
+    for seq in range(1, 4):
+        replica.apply(_op(seq, 1, [seq], rng))
+    replica.checkpoint()
+    replica.apply(_op(4, 1, [4, 1], rng))
+    expected = {p.id: p.payload for p in replica.collection.retrieve([1, 2, 3, 4])}
+    replica.close()
+    replica.db.close()
+    again = _replica(tmp_path)
+    assert {p.id: p.payload for p in again.collection.retrieve([1, 2, 3, 4])} == expected
+    assert again.collection.count() == 4
+    again.close()
+    again.db.close()
+
+
+def test_snapshot_catch_up_makes_an_identical_replica(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    primary = _replica(tmp_path / "p")
+    for seq in range(1, 6):
+        primary.apply(_op(seq, 1, list(range(seq * 10, seq * 10 + 10)), rng))
+    follower = _replica(tmp_path / "f")
+    follower.apply(_op(1, 1, [777], rng))  # whatever the follower had is replaced
+    data, seq, epoch = primary.snapshot_bytes()
+    follower.install_snapshot(data, seq, epoch)
+    primary.apply(_op(6, 1, [1000], rng))
+    for op in primary.ops_after(follower.last_seq):
+        follower.apply(op)
+
+    def everything(r: ShardReplica) -> list:
+        return r.collection.scroll(limit=1000, with_vector=True)[0]
+
+    assert everything(follower) == everything(primary)
+    assert follower.last_seq == primary.last_seq == 6 and follower.epoch_at(5) == 1
+    for r in (primary, follower):
+        r.close()
+        r.db.close()
+
+
+def test_micro_batching_groups_concurrent_searches_and_keeps_each_answer() -> None:
+    calls_seen: list[int] = []
+
+    def run(vectors: np.ndarray, options: dict) -> list:
+        calls_seen.append(len(vectors))
+        return [[ScoredPoint(int(v[0]), float(options["k"]))] for v in vectors]
+
+    batcher = QueryBatcher(run, window_s=0.2, max_batch=8)
+    out: dict[int, list] = {}
+    threads = [
+        threading.Thread(
+            target=lambda i=i: out.update({i: batcher.search(np.full(4, i), {"k": 3})})
+        )
+        for i in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out == {i: [ScoredPoint(i, 3.0)] for i in range(12)}
+    assert sum(calls_seen) == 12 and len(calls_seen) < 12 and max(calls_seen) <= 8
+    assert batcher.searches == 12 and batcher.batches == len(calls_seen)
+    other = batcher.search(np.full(4, 5), {"k": 4})  # other options: a batch of its own
+    assert other == [ScoredPoint(5, 4.0)] and calls_seen[-1] == 1
+
+
+def test_micro_batching_hands_a_failure_to_every_waiting_search() -> None:
+    def run(vectors: np.ndarray, options: dict) -> list:
+        raise quiver.ShardUnavailableError("shard 0 down")
+
+    batcher = QueryBatcher(run, window_s=0.1)
+    errors: list[BaseException] = []
+
+    def search() -> None:
+        try:
+            batcher.search(np.zeros(4), {})
+        except quiver.ShardUnavailableError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 4
+
+
+def test_the_replication_log_restarts_past_its_retention(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    db = quiver.Database(tmp_path / "db")
+    replica = ShardReplica(db, db.create_collection("c__s0", 8), tmp_path / "replog", 3)
+    for seq in range(1, 6):
+        replica.apply(_op(seq, 1, [seq], rng))
+    assert [op.seq for op in replica.ops_after(0)] == [1, 2, 3, 4, 5]
+    replica.checkpoint()  # 5 retained > 3: the log restarts after seq 5
+    assert replica.ops_after(5) == [] and replica.epoch_at(5) == 1
+    assert replica.epoch_at(2) is None  # no longer retained: a follower there needs a snapshot
+    replica.apply(_op(6, 2, [6], rng))
+    replica.close()
+    db.close()
+    with quiver.Database(tmp_path / "db") as db:
+        again = ShardReplica(db, db.get_collection("c__s0"), tmp_path / "replog", 3)
+        assert (again.last_seq, again.last_epoch) == (6, 2)
+        assert [op.seq for op in again.ops_after(5)] == [6]
+        assert again.collection.count() == 6
+        again.close()
