@@ -88,9 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: observe everything, including 413s and 408s. The lean query
     # path runs inside the limits and the metrics, right outside FastAPI's error handling.
     if settings.lean_queries:
-        batcher = QueryBatcher(state.run, state.metrics.query_batch.observe)
-        routes = lean_routes(state, batcher if settings.query_batching else None)
-        app.add_middleware(LeanQueryMiddleware, state=state, routes=routes)
+        batcher = None
+        if settings.query_batching:
+            batcher = QueryBatcher(state.run, state.metrics.query_batch.observe)
+        routes = lean_routes(state, batcher)
+        app.add_middleware(LeanQueryMiddleware, state=state, routes=routes, batcher=batcher)
     app.add_middleware(
         BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, min_rate=settings.body_min_rate
     )

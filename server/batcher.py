@@ -9,18 +9,20 @@ in parallel, and the hits are the same as one by one). While a batch runs in the
 the queries that arrive meanwhile queue up for the next one.
 
 A lone small query (one vector, no filter, a small beam) runs inline on the event loop: the
-search takes less time than the hand-off to a worker thread would. Everything else runs in
-the worker pool. If a grouped call fails, its queries are rerun one by one, so that each
-query gets its own result or its own error (a bad query never fails its neighbours). Every
-queued query is answered, even when the drain itself fails (the collection closed or dropped
-mid-batch: each query then gets that error).
+search takes less time than the hand-off to a worker thread would; when no other request is
+being handled (:meth:`QueryBatcher.handling`) it runs at once, without the drain task.
+Everything else runs in the worker pool. If a grouped call fails, its queries are rerun one
+by one, so that each query gets its own result or its own error (a bad query never fails its
+neighbours). Every queued query is answered, even when the drain itself fails (each query then
+gets that error) or the collection is closed or dropped mid-batch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +122,26 @@ class QueryBatcher:
         self._pending: dict[tuple[int, bytes], _Group] = {}
         self._draining = False
         self._task: asyncio.Task[None] | None = None
+        self._handling = 0  # requests between arrival and answer (see handling())
+
+    @contextmanager
+    def handling(self) -> Iterator[None]:
+        """Counts a request from its arrival (before its body is read) to its answer: a small
+        query of a request that is alone runs inline at once, with no hop through the drain
+        task (there is nothing to group it with)."""
+        self._handling += 1
+        try:
+            yield
+        finally:
+            self._handling -= 1
 
     async def query(self, coll: Collection, request: SearchRequest) -> list[ScoredPoint]:
         """The hits of a one-query ``request`` on ``coll`` (raises what the search raises)."""
+        if self._handling == 1 and not self._draining and is_small(request):
+            hits = coll.query(request)[0]  # alone: nothing to group it with
+            if self._on_batch is not None:
+                self._on_batch(1)
+            return hits
         key = options_key(request)
         if key is None:
             return (await self._run_in_pool(lambda: coll.query(request)))[0]

@@ -145,10 +145,17 @@ async def _qdrant_search(
 class LeanQueryMiddleware:
     """Serve the lean routes; hand everything else to ``app`` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, state: ServerState, routes: list[LeanRoute]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: ServerState,
+        routes: list[LeanRoute],
+        batcher: QueryBatcher | None = None,
+    ) -> None:
         self.app = app
         self.state = state
         self.routes = routes
+        self.batcher = batcher
         key = state.settings.api_key
         self.api_key = None if key is None else key.get_secret_value().encode("utf-8")
 
@@ -157,6 +164,13 @@ class LeanQueryMiddleware:
         if route is None or not self._eligible(scope):
             await self.app(scope, receive, send)
             return
+        if self.batcher is None:
+            await self._serve(route, scope, receive, send)
+            return
+        with self.batcher.handling():
+            await self._serve(route, scope, receive, send)
+
+    async def _serve(self, route: LeanRoute, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = time.perf_counter()
         try:
             raw = await _read_body(receive)

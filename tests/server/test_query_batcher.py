@@ -190,3 +190,26 @@ def test_queries_of_two_collections_are_not_mixed(db: quiver.Database) -> None:
     for i, hits in enumerate(got):
         coll = first if i % 2 == 0 else second
         assert hits == coll.search(queries[i], k=3)
+
+
+def test_a_request_handled_alone_skips_the_queue(db: quiver.Database) -> None:
+    coll = db.get_collection("c")
+    small = SearchRequest(vectors=_queries(1, seed=9)[0], k=4)
+    filtered = SearchRequest(vectors=small.vectors, k=4, filter=G_A)
+    sizes: list[int] = []
+    pooled: list[int] = []
+
+    async def pool(fn: Callable[[], Any]) -> Any:
+        pooled.append(1)
+        return await asyncio.to_thread(fn)
+
+    async def main() -> tuple[Any, Any]:
+        batcher = QueryBatcher(pool, sizes.append)
+        with batcher.handling():
+            hits = await batcher.query(coll, small)
+            assert batcher._task is None  # answered without the drain task
+            return hits, await batcher.query(coll, filtered)
+
+    hits, filtered_hits = asyncio.run(main())
+    assert hits == coll.query(small)[0] and filtered_hits == coll.query(filtered)[0]
+    assert sizes == [1, 1] and pooled == [1]  # the filtered one went to the pool
