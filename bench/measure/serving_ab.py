@@ -28,7 +28,6 @@ import asyncio
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,8 @@ import orjson
 import quiver
 from bench.demo.tour import COLLECTION, load_wordnet
 from bench.harness.bundled import load_wordnet_slice
-from bench.measure.http_latency import load_average, percentiles
-from bench.measure.http_load import Mix, _Connection, _http_load, run_embedded
+from bench.measure.http_latency import WARMUP, _raw_latencies, load_average, percentiles
+from bench.measure.http_load import Mix, _http_load, run_embedded
 from bench.paths import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "serving-ab.json"
@@ -48,30 +47,12 @@ VARIANTS: dict[str, dict[str, str]] = {
     "lean_unbatched": {"QUIVER_QUERY_BATCHING": "false"},
     "lean": {},
 }
-WARMUP = 200
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _single_client(url: str, bodies: list[bytes]) -> list[float]:
-    host, port = url.removeprefix("http://").split(":")
-    conn = _Connection(host, int(port))
-    path = f"/collections/{COLLECTION}/points/query"
-    out = []
-    try:
-        for body in bodies:
-            t = time.perf_counter()
-            status, text = await conn.request("POST", path, body)
-            if status != 200:
-                raise RuntimeError(f"HTTP {status}: {text[:200]!r}")
-            out.append(time.perf_counter() - t)
-    finally:
-        await conn.close()
-    return out
 
 
 def _batch_sizes(url: str) -> dict[str, float]:
@@ -94,10 +75,9 @@ def run_variant(
 
     with running_server(db_dir, log, args=["--no-access-log"], env=env) as srv:
         pid = srv.proc.pid
-        asyncio.run(_single_client(srv.url, bodies[:WARMUP]))
         cpu0 = cpu_seconds(pid)
-        single = asyncio.run(_single_client(srv.url, bodies))
-        single_cpu = cpu_seconds(pid) - cpu0
+        single = asyncio.run(_raw_latencies(srv.url, bodies))  # after WARMUP untimed ones
+        single_cpu = (cpu_seconds(pid) - cpu0) * len(single) / (len(single) + WARMUP)
         before = _batch_sizes(srv.url)
         cpu0 = cpu_seconds(pid)
         tally = asyncio.run(_http_load(srv.url, mix, args.clients, args.seconds, 2_000_000))
