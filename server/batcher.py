@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 #: A lone query runs on the event loop when its beam is at most this wide and it has no
 #: filter (a filtered query may scan; it goes to the worker pool).
 INLINE_MAX_EF = 128
+#: Most small queries a drain runs on the event loop at once (in groups); more go to the pool.
+INLINE_MAX_QUERIES = 32
 #: Most queries in one engine call (a bigger group is split).
 MAX_GROUP = 256
 
@@ -157,6 +159,13 @@ class QueryBatcher:
             self._task = loop.create_task(self._drain())
         return await future
 
+    def _answer_groups(self, groups: list[_Group], outcomes: list[list[Outcome]]) -> None:
+        for group, results in zip(groups, outcomes, strict=True):
+            if self._on_batch is not None:
+                self._on_batch(len(group.requests))
+            for future, (hits, error) in zip(group.futures, results, strict=True):
+                _answer(future, hits, error)
+
     async def _drain(self) -> None:
         """Run queued groups until none is left; answer every queued query."""
         groups: list[_Group] = []
@@ -164,19 +173,12 @@ class QueryBatcher:
             while self._pending:
                 groups = list(self._pending.values())
                 self._pending = {}
-                if (
-                    len(groups) == 1
-                    and len(groups[0].requests) == 1
-                    and is_small(groups[0].requests[0])
-                ):
-                    outcomes = _run_groups(groups)  # one small query: inline
-                else:
-                    outcomes = await self._run_in_pool(lambda gs=groups: _run_groups(gs))
-                for group, results in zip(groups, outcomes, strict=True):
-                    if self._on_batch is not None:
-                        self._on_batch(len(group.requests))
-                    for future, (hits, error) in zip(group.futures, results, strict=True):
-                        _answer(future, hits, error)
+                inline, pooled = _split(groups)
+                if inline:
+                    self._answer_groups(inline, _run_groups(inline))
+                if pooled:
+                    outcomes = await self._run_in_pool(lambda gs=pooled: _run_groups(gs))
+                    self._answer_groups(pooled, outcomes)
                 groups = []
         except BaseException as exc:  # the pool call itself failed or was cancelled
             for group in [*groups, *self._pending.values()]:
@@ -193,6 +195,22 @@ class QueryBatcher:
                 raise
         finally:
             self._draining = False
+
+
+def _split(groups: list[_Group]) -> tuple[list[_Group], list[_Group]]:
+    """(groups run on the event loop, groups run in the worker pool): small queries inline,
+    up to ``INLINE_MAX_QUERIES`` of them; the rest in the pool."""
+    inline: list[_Group] = []
+    pooled: list[_Group] = []
+    budget = INLINE_MAX_QUERIES
+    for group in groups:
+        n = len(group.requests)
+        if n <= budget and is_small(group.requests[0]):
+            inline.append(group)
+            budget -= n
+        else:
+            pooled.append(group)
+    return inline, pooled
 
 
 def _answer(

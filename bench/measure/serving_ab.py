@@ -8,9 +8,11 @@
 Loads the bundled 20k slice once, then for ``--rounds`` rounds starts ``quiver serve`` on it
 in each variant in turn (alternating, so that the machine's load drifts across all of them):
 
-- ``plain``: ``QUIVER_LEAN_QUERIES=false`` (FastAPI's routes only: the code before the levers);
+- ``plain``: ``QUIVER_LEAN_QUERIES=false`` and libgomp's spinning workers
+  (``GOMP_SPINCOUNT=300000``, its default): the server before these levers;
+- ``lean_spinning``: the lean path and the micro-batcher, with spinning workers;
 - ``lean_unbatched``: the lean path, ``QUIVER_QUERY_BATCHING=false``;
-- ``lean``: the lean path with the micro-batcher (the default).
+- ``lean``: the lean path with the micro-batcher and sleeping workers (the defaults).
 
 Each variant answers one client sending ``--queries`` single queries (k=10, ef=64, a
 pre-encoded JSON body, keep-alive; wall p50/p99) and then the ``bench.measure.http_load``
@@ -42,11 +44,17 @@ from bench.measure.http_load import Mix, _http_load, run_embedded
 from bench.paths import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "serving-ab.json"
+#: libgomp's own default: its workers spin after each parallel region (the server's default
+#: before it set OMP_WAIT_POLICY=PASSIVE).
+SPINNING = {"GOMP_SPINCOUNT": "300000"}
 VARIANTS: dict[str, dict[str, str]] = {
-    "plain": {"QUIVER_LEAN_QUERIES": "false"},
+    "plain": {"QUIVER_LEAN_QUERIES": "false"} | SPINNING,
+    "lean_spinning": SPINNING,
     "lean_unbatched": {"QUIVER_QUERY_BATCHING": "false"},
     "lean": {},
 }
+#: The variants run unless --variants says otherwise.
+DEFAULT_VARIANTS = list(VARIANTS)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -106,7 +114,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=10.0, help="many-client load per run")
     parser.add_argument("--embedded-seconds", type=float, default=5.0)
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 

@@ -105,7 +105,7 @@ def test_a_bad_query_fails_alone(db: quiver.Database) -> None:
 @pytest.mark.parametrize("action", ["drop", "close"])
 def test_collection_gone_mid_batch_answers_every_query(db: quiver.Database, action: str) -> None:
     coll = db.get_collection("c")
-    requests = [SearchRequest(vectors=q, k=3) for q in _queries(10, seed=4)]
+    requests = [SearchRequest(vectors=q, k=3, filter=G_A) for q in _queries(10, seed=4)]
 
     async def dropping_pool(fn: Callable[[], Any]) -> Any:
         if action == "drop":
@@ -168,6 +168,16 @@ def test_a_lone_small_query_runs_inline(db: quiver.Database) -> None:
         return await QueryBatcher(no_pool).query(coll, request)
 
     assert asyncio.run(main()) == coll.query(request)[0]
+
+    many = [SearchRequest(vectors=q, k=5) for q in _queries(8, seed=10)]
+    sizes: list[int] = []
+
+    async def grouped() -> list[Any]:  # a group of small queries runs on the loop too
+        batcher = QueryBatcher(no_pool, sizes.append)
+        return await asyncio.gather(*(batcher.query(coll, r) for r in many))
+
+    assert asyncio.run(grouped()) == [coll.query(r)[0] for r in many]
+    assert sizes == [8]
 
 
 def test_queries_of_two_collections_are_not_mixed(db: quiver.Database) -> None:
