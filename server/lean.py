@@ -27,15 +27,16 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import fastbody
 from .batcher import QueryBatcher, is_small
 from .deps import API_KEY_HEADER, Limits, ServerState
-from .fastbody import is_json
 from .qdrant import execute
 from .qdrant import translate as tr
 from .qdrant.routes import check_query_limits, envelope
@@ -67,7 +68,7 @@ def lean_routes(state: ServerState, batcher: QueryBatcher | None) -> list[LeanRo
     """The lean routes of a server with these settings."""
 
     async def quiver_query(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
-        body = QueryRequest.model_validate_json(raw)
+        body = _parsed(QueryRequest, raw)
         coll = _db(state).get_collection(name)
         request = single_request(body, coll, Limits(state.settings))
         if batcher is not None:
@@ -87,12 +88,12 @@ def lean_routes(state: ServerState, batcher: QueryBatcher | None) -> list[LeanRo
         return Response(payload, media_type="application/json")
 
     async def qdrant_query(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
-        body = QueryPoints.model_validate_json(raw)
+        body = _parsed(QueryPoints, raw)
         small = body.prefetch is None and isinstance(body.query, list)
         return await _qdrant_search(state, name, body, execute.query, small, t0)
 
     async def qdrant_search(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
-        body = SearchPoints.model_validate_json(raw)
+        body = _parsed(SearchPoints, raw)
         small = isinstance(body.vector, list)
         return await _qdrant_search(state, name, body, execute.search, small, t0)
 
@@ -103,6 +104,21 @@ def lean_routes(state: ServerState, batcher: QueryBatcher | None) -> list[LeanRo
         routes.append(_route(prefix + template + "query", qdrant_query))
         routes.append(_route(prefix + template + "search", qdrant_search))
     return routes
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _NotParsed(ValueError):
+    """The body is not one of the route's model: FastAPI's route reports why."""
+
+
+def _parsed(model: type[M], raw: bytes) -> M:
+    """``raw`` as ``model`` (the same parse as FastAPI's routes: ``fastbody.parse_body``)."""
+    body = fastbody.parse_body(model, raw)
+    if body is None:
+        raise _NotParsed(model.__name__)
+    return body  # type: ignore[return-value]
 
 
 def _route(path: str, handle: Handler) -> LeanRoute:
@@ -209,7 +225,7 @@ class LeanQueryMiddleware:
             provided is None or not hmac.compare_digest(provided, self.api_key)
         ):
             return False
-        return is_json(content_type)
+        return fastbody.is_json(content_type)
 
 
 API_KEY_HEADER_BYTES = API_KEY_HEADER.encode("ascii")

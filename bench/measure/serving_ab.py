@@ -39,8 +39,8 @@ import orjson
 import quiver
 from bench.demo.tour import COLLECTION, load_wordnet
 from bench.harness.bundled import load_wordnet_slice
-from bench.measure.http_latency import WARMUP, _raw_latencies, load_average, percentiles
-from bench.measure.http_load import Mix, _http_load, run_embedded
+from bench.measure.http_latency import WARMUP, _raw_latencies, percentiles
+from bench.measure.http_load import Mix, _http_load, load_average, run_embedded
 from bench.paths import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "serving-ab.json"
