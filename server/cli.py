@@ -88,8 +88,25 @@ def open_target(args: argparse.Namespace) -> Iterator[Any]:
 # --- serve --------------------------------------------------------------------------------
 
 
+def quiet_parallel_workers() -> None:
+    """Let the Numba kernels' OpenMP workers sleep between parallel calls (unless the
+    environment says otherwise).
+
+    By default libgomp's workers spin for a while after each parallel region, waiting for the
+    next; a server makes many short parallel calls (grouped queries, graph insertion), and the
+    spinning takes the cores its event loop needs: a grouped search of 2 queries cost ~6x the
+    CPU per query of a single search with spinning workers, and less than a single search with
+    sleeping ones (bench/results/PERF.md). Must run before the first parallel kernel call
+    (libgomp reads it when loaded). ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` in the
+    environment are left as they are.
+    """
+    if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP server until interrupted (Ctrl-C / SIGTERM shut it down gracefully)."""
+    quiet_parallel_workers()
     import uvicorn
 
     from quiver.server import Settings, create_app

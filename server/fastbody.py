@@ -35,10 +35,10 @@ def parse_body(model: type[BaseModel], body: bytes) -> BaseModel | None:
         return None
 
 
-def _is_json(request: Request) -> bool:
-    """Whether FastAPI reads this body as JSON: a JSON content type (a body without one is
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this content type as JSON (a body without one is
     refused, FastAPI's strict default)."""
-    value = request.headers.get("content-type")
+    value = content_type
     if not value:
         return False
     message = email.message.Message()
@@ -67,7 +67,7 @@ class FastBodyRoute(APIRoute):
             return handler
 
         async def parse_then_handle(request: Request) -> Response:
-            if _is_json(request):
+            if is_json(request.headers.get("content-type")):
                 body = await request.body()
                 if body:
                     if len(body) <= INLINE_PARSE_BYTES:

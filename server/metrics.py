@@ -89,6 +89,12 @@ class Metrics:
             "1 once collections are open and kernels compiled.",
             registry=self.registry,
         )
+        self.query_batch = Histogram(
+            "quiver_query_batch_size",
+            "Single queries answered by one engine call (the micro-batcher's groups).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
         self.registry.register(_CollectionCollector(collection_infos))
         self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

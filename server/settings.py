@@ -106,6 +106,15 @@ class Settings(BaseSettings):
         ge=1,
         description="bytes per second a long body (an upload) must keep up past body_timeout_s",
     )
+    lean_queries: bool = Field(
+        True,
+        description="serve the hot query routes on the lean path (docs/ARCHITECTURE.md); "
+        "false: FastAPI's routes only",
+    )
+    query_batching: bool = Field(
+        True,
+        description="group concurrent single queries of a collection into one engine call",
+    )
     qdrant_prefix: str = Field(
         "/qdrant",
         pattern=r"^(/[A-Za-z0-9_.-]+)*$",

@@ -32,19 +32,11 @@ import numpy as np
 import quiver
 from bench.demo.tour import COLLECTION, load_wordnet
 from bench.harness.bundled import load_wordnet_slice
-from bench.measure.http_load import _Connection
+from bench.measure.http_load import _Connection, load_average
 from bench.paths import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "http-latency.json"
 WARMUP = 200
-
-
-def load_average() -> list[float]:
-    """The 1, 5 and 15 minute load averages (empty where the OS has none)."""
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:

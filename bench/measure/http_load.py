@@ -49,6 +49,14 @@ FILTER = {"must": [{"key": "pos", "match": {"value": "noun"}}]}
 FIRST_NEW_ID = 10_000_000
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (empty where the OS has none)."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
 @dataclass
 class Tally:
     """Latencies per request kind, errors, and acknowledged upsert ids."""
@@ -261,6 +269,7 @@ def main() -> int:
     from quiver.server.process import running_server
 
     data = load_wordnet_slice()
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="quiver-http-load-") as tmp:
         db_dir = Path(tmp) / "db"
         quiver.warmup()
@@ -300,6 +309,8 @@ def main() -> int:
             "processor": platform.processor() or platform.machine(),
         },
         "data": "minilm-wordnet-21k (20,000 x 384, cosine) + payloads",
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
         "mix": {
             "clients": args.clients,
             "write_fraction": args.write_fraction,

@@ -50,6 +50,7 @@ RESULTS = RESULTS_DIR / "profile-serving.json"
 BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("search", ("quiver/db/", "quiver/engine/", "quiver/index.py", "quiver/quality/")),
     ("response building", ("server/rendering.py", "routes/query.py", "routes/common.py")),
+    ("lean path and batching", ("server/lean.py", "server/batcher.py")),
     (
         "parsing and validation",
         ("server/fastbody.py", "pydantic", "fastapi/dependencies", "server/schemas.py", "json/"),
@@ -160,6 +161,13 @@ def main() -> None:
     parser.add_argument("--body", choices=["json", "base64"], default="json")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--raw", type=Path, help="also keep py-spy's raw stacks here")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server environment, e.g. QUIVER_LEAN_QUERIES=false for FastAPI's routes only",
+    )
     args = parser.parse_args()
     py_spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if py_spy is None:
@@ -182,7 +190,9 @@ def main() -> None:
         with quiver.Database(db_dir) as db:
             load_wordnet(db, COLLECTION, batch_size=2000)
         raw_path = Path(tmp) / "server.raw"
-        with running_server(db_dir, Path(tmp) / "server.log", args=["--no-access-log"]) as srv:
+        env = dict(item.split("=", 1) for item in args.env)
+        log = Path(tmp) / "server.log"
+        with running_server(db_dir, log, args=["--no-access-log"], env=env) as srv:
             asyncio.run(_load(srv.url, bodies[:200], 1))  # connections, caches
             spy = subprocess.Popen(
                 [py_spy, "record", "--pid", str(srv.proc.pid), "-r", "250", "-f", "raw",
@@ -207,6 +217,7 @@ def main() -> None:
     result = {
         "data": "minilm-wordnet-21k (20,000 x 384, cosine) + payloads; k=10, ef=64",
         "clients": args.clients,
+        "server_env": args.env,
         "body": args.body,
         "queries": args.queries,
         "queries_per_s": round(args.queries / seconds, 1),

@@ -239,7 +239,8 @@ async def count_points(body: CountPoints, coll: CollectionDep, state: StateDep) 
     return envelope(await state.run(execute.count, coll, body), t0)
 
 
-def _check_query_limits(limits: LimitsDep, body: QueryPoints | SearchPoints) -> None:
+def check_query_limits(limits: LimitsDep, body: QueryPoints | SearchPoints) -> None:
+    """``limit + offset`` and ``hnsw_ef`` of one query within the server's limits."""
     k = (body.limit or tr.DEFAULT_LIMIT) + (body.offset or 0)
     limits.k(k, body.params.hnsw_ef if body.params else None)
 
@@ -254,7 +255,7 @@ async def _run_queries(
     """The results of ``searches`` (checked against the limits), run in one worker call."""
     limits.batch(len(searches), "queries")
     for search in searches:
-        _check_query_limits(limits, search)
+        check_query_limits(limits, search)
     return await state.run(lambda: [run(coll, s) for s in searches])
 
 

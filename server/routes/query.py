@@ -11,7 +11,7 @@ from starlette.responses import Response as RawResponse
 
 from quiver import Collection, ScoredPoint, SearchRequest
 
-from ..deps import CollectionDep, LimitsDep, StateDep
+from ..deps import CollectionDep, Limits, LimitsDep, StateDep
 from ..fastbody import FastBodyRoute
 from ..rendering import rendered
 from ..schemas import QueryBatchRequest, QueryRequest, QueryResult, Response
@@ -21,7 +21,18 @@ from .common import ERRORS, stack_vectors, vector_out
 router = APIRouter(prefix="/collections/{name}/points", tags=["query"], route_class=FastBodyRoute)
 
 
-def _hits(points: list[ScoredPoint], encoding: str) -> dict[str, Any]:
+def single_request(body: QueryRequest, coll: Collection, limits: Limits) -> SearchRequest:
+    """The request of a one-query body, checked against the server's limits."""
+    limits.k(body.k, body.ef)
+    limits.filter(body.filter)
+    if body.vector is None:
+        return body.search_request(ids=[body.query_id])
+    if isinstance(body.vector, str):
+        return body.search_request(vectors=decode_one(body.vector, coll.dim))
+    return body.search_request(vectors=np.asarray(body.vector, dtype=np.float32))
+
+
+def hits_result(points: list[ScoredPoint], encoding: str) -> dict[str, Any]:
     """One query's hits as a :class:`~quiver.server.schemas.QueryResult`."""
     return {
         "points": [
@@ -45,17 +56,10 @@ async def query_points(
     """The ``k`` nearest points to ``vector`` (numbers, or base64 float32), or to the stored
     point ``query_id`` (which is not among its own results), best first."""
     t0 = time.perf_counter()
-    limits.k(body.k, body.ef)
-    limits.filter(body.filter)
-    if body.vector is None:
-        request = body.search_request(ids=[body.query_id])
-    elif isinstance(body.vector, str):
-        request = body.search_request(vectors=decode_one(body.vector, coll.dim))
-    else:
-        request = body.search_request(vectors=np.asarray(body.vector, dtype=np.float32))
+    request = single_request(body, coll, limits)
 
     def search() -> dict[str, Any]:  # search and serialise in one worker-pool call
-        return _hits(coll.query(request)[0], body.vector_encoding)
+        return hits_result(coll.query(request)[0], body.vector_encoding)
 
     return await rendered(state, search, t0)
 
@@ -81,7 +85,7 @@ async def query_batch_points(
 
     def search() -> Any:
         results = coll.query(_batch_request(body, coll, limits))
-        return (_hits(r, body.vector_encoding) for r in results)
+        return (hits_result(r, body.vector_encoding) for r in results)
 
     return await rendered(state, search, t0)
 

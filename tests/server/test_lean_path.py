@@ -1,0 +1,261 @@
+"""The lean query path answers exactly as FastAPI's routes do.
+
+Two servers on identically seeded data, one with the lean path (the default) and one without
+(``lean_queries=False``), get the same requests: successes and every kind of error, on
+quiver's query route and the Qdrant-compatible query and search routes. Status, body (but
+the timing) and the metrics' route templates must be the same, and the successes must have
+been answered by the lean path (FastAPI's route functions not called).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from server_testing import API_KEY, DIM, make_settings, open_client, seed_collection
+
+from quiver.server.qdrant import routes as qdrant_routes
+from quiver.server.routes import query as query_routes
+
+Q = "/qdrant"
+NATIVE = "native"
+QCOLL = "qcoll"
+HEADERS = {"api-key": API_KEY}
+
+
+def _seed(client: TestClient) -> np.ndarray:
+    x = seed_collection(client, NATIVE)
+    body = {"vectors": {"size": DIM, "distance": "Cosine"}}
+    assert client.put(f"{Q}/collections/{QCOLL}", json=body).status_code == 200
+    points = [
+        {"id": i, "vector": x[i].tolist(), "payload": {"n": i, "g": "ab"[i % 2]}}
+        for i in range(len(x))
+    ]
+    r = client.put(f"{Q}/collections/{QCOLL}/points", json={"points": points})
+    assert r.status_code == 200, r.text
+    return x
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, TestClient]]:
+    """(lean, plain): the same settings and data, with and without the lean path."""
+    lean_settings = make_settings(tmp_path_factory.mktemp("lean"), api_key=API_KEY)
+    plain_settings = make_settings(
+        tmp_path_factory.mktemp("plain"), api_key=API_KEY, lean_queries=False
+    )
+    lean_gen = open_client(lean_settings, headers=HEADERS)
+    plain_gen = open_client(plain_settings, headers=HEADERS)
+    lean, plain = next(lean_gen), next(plain_gen)
+    _seed(lean)
+    _seed(plain)
+    yield lean, plain
+    for gen in (lean_gen, plain_gen):
+        next(gen, None)
+
+
+@pytest.fixture
+def fastapi_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each call of the FastAPI query routes' workers (the lean path calls neither)."""
+    calls: list[str] = []
+    rendered, run_queries = query_routes.rendered, qdrant_routes._run_queries
+
+    async def counted_rendered(*args: Any) -> Any:
+        calls.append("quiver")
+        return await rendered(*args)
+
+    async def counted_run_queries(*args: Any) -> Any:
+        calls.append("qdrant")
+        return await run_queries(*args)
+
+    monkeypatch.setattr(query_routes, "rendered", counted_rendered)
+    monkeypatch.setattr(qdrant_routes, "_run_queries", counted_run_queries)
+    return calls
+
+
+def _vec(i: int) -> list[float]:
+    rng = np.random.default_rng(i)
+    return rng.standard_normal(DIM).astype(np.float32).tolist()
+
+
+def _b64(v: list[float]) -> str:
+    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode()
+
+
+QUERY = f"/collections/{NATIVE}/points/query"
+GROUP_A = {"must": [{"key": "group", "match": {"value": "a"}}]}
+G_A = {"must": [{"key": "g", "match": {"value": "a"}}]}
+B64_OUT = {"with_vector": True, "vector_encoding": "base64"}
+QQUERY = f"{Q}/collections/{QCOLL}/points/query"
+QSEARCH = f"{Q}/collections/{QCOLL}/points/search"
+
+#: (path, JSON body) answered 200 by both.
+SUCCESSES: list[tuple[str, Any]] = [
+    (QUERY, {"vector": _vec(1), "k": 5}),
+    (QUERY, {"vector": _vec(2), "k": 7, "ef": 20, "with_payload": True}),
+    (QUERY, {"vector": _vec(3), "k": 4, "filter": GROUP_A}),
+    (QUERY, {"vector": _vec(4), "k": 3, "offset": 2, **B64_OUT}),
+    (QUERY, {"vector": _b64(_vec(5)), "k": 6, "with_payload": ["n"]}),
+    (QUERY, {"query_id": 7, "k": 4}),
+    (QUERY, {"vector": _vec(6), "k": 10, "score_threshold": 0.2, "with_vector": True}),
+    (QUERY, {"vector": _vec(7), "k": 100, "ef": 300}),
+    (QQUERY, {"query": _vec(8), "limit": 3}),
+    (QQUERY, {"query": _vec(9), "limit": 5, "with_payload": True, "filter": G_A}),
+    (QQUERY, {"query": {"nearest": _vec(10)}, "limit": 4, "offset": 1}),
+    (QQUERY, {"query": 12, "limit": 3, "with_vector": True}),
+    (QSEARCH, {"vector": _vec(11), "limit": 4}),
+    (QSEARCH, {"vector": _vec(12), "limit": 6, "params": {"hnsw_ef": 16}, "with_payload": ["n"]}),
+]
+
+#: (path, body bytes or JSON, headers) answered with an error.
+ERRORS: list[tuple[str, Any, dict[str, str]]] = [
+    (QUERY, {"vector": [1.0] * (DIM + 1)}, {}),  # dimension
+    (QUERY, {"vector": _b64([1.0, 2.0])}, {}),  # base64 of the wrong length
+    (QUERY, {"vector": _vec(1), "k": 101}, {}),  # over max_k
+    (QUERY, {"vector": _vec(1), "ef": 401}, {}),  # over max_ef
+    (QUERY, {"vector": _vec(1), "query_id": 3}, {}),  # both
+    (QUERY, {"query_id": 99999}, {}),  # no such point
+    (QUERY, {"vectr": _vec(1)}, {}),  # schema
+    (QUERY, b'{"vector": [1.0,', {}),  # not JSON
+    (QUERY, {"vector": _vec(1), "filter": {"must": [{"key": "", "match": {"value": 1}}]}}, {}),
+    (QUERY, json.dumps({"vector": _vec(1)}), {"content-type": "text/plain"}),
+    (QUERY, {"vector": _vec(1)}, {"api-key": "wrong-key"}),
+    (QUERY, {"vector": [0.5] * 40_000}, {}),  # over max_body_bytes
+    ("/collections/missing/points/query", {"vector": _vec(1)}, {}),
+    ("/collections/bad.name/points/query", {"vector": _vec(1)}, {}),
+    (QQUERY, {"query": [1.0] * (DIM + 1), "limit": 3}, {}),
+    (QQUERY, {"query": _vec(1), "limit": 500}, {}),
+    (QQUERY, {"query": "no-such-id", "limit": 3}, {}),
+    (QQUERY, {"query": _vec(1), "limitt": 3}, {}),
+    (QSEARCH, {"vector": _vec(1)}, {}),  # limit is required
+    (QSEARCH, {"vector": _vec(1), "limit": 3}, {"api-key": "wrong-key"}),
+    (f"{Q}/collections/missing/points/search", {"vector": _vec(1), "limit": 3}, {}),
+]
+
+
+def _post(client: TestClient, path: str, body: Any, headers: dict[str, str]) -> Any:
+    if isinstance(body, bytes | str):
+        merged = {"content-type": "application/json"} | headers
+        return client.post(path, content=body, headers=merged)
+    return client.post(path, json=body, headers=headers)
+
+
+def _comparable(response: Any) -> tuple[int, Any, dict[str, str]]:
+    body = response.json()
+    if isinstance(body, dict):
+        body.pop("time", None)
+    headers = {
+        k: v for k, v in response.headers.items() if k in ("content-type", "www-authenticate")
+    }
+    return response.status_code, body, headers
+
+
+@pytest.mark.parametrize("case", range(len(SUCCESSES)))
+def test_successes_are_the_same_and_served_lean(
+    servers: tuple[TestClient, TestClient], fastapi_calls: list[str], case: int
+) -> None:
+    lean, plain = servers
+    path, body = SUCCESSES[case]
+    got = _post(lean, path, body, {})
+    assert fastapi_calls == [], "the lean path should have answered"
+    expected = _post(plain, path, body, {})
+    assert expected.status_code == 200, expected.text
+    assert _comparable(got) == _comparable(expected)
+    assert fastapi_calls == ["qdrant" if path.startswith(Q) else "quiver"]
+
+
+@pytest.mark.parametrize("case", range(len(ERRORS)))
+def test_errors_are_the_same(servers: tuple[TestClient, TestClient], case: int) -> None:
+    lean, plain = servers
+    path, body, headers = ERRORS[case]
+    got, expected = _post(lean, path, body, headers), _post(plain, path, body, headers)
+    assert expected.status_code >= 400, expected.text
+    assert _comparable(got) == _comparable(expected)
+
+
+def _request_counts(client: TestClient) -> list[str]:
+    text = client.get("/metrics").text
+    return sorted(
+        line
+        for line in text.splitlines()
+        if line.startswith("quiver_http_requests_total{")
+        and "/metrics" not in line
+        and "/readyz" not in line  # start-up polling: as many as start-up took
+    )
+
+
+def test_metrics_route_templates_are_the_same(servers: tuple[TestClient, TestClient]) -> None:
+    lean, plain = servers
+    for client in servers:
+        for path, body in SUCCESSES[:2] + SUCCESSES[-2:]:
+            assert _post(client, path, body, {}).status_code == 200
+        assert _post(client, QUERY, {"vector": [1.0]}, {}).status_code == 400
+    # a request is counted after its response is sent: let the last ones land
+    for _ in range(40):
+        lean_counts, plain_counts = _request_counts(lean), _request_counts(plain)
+        if lean_counts == plain_counts:
+            break
+        time.sleep(0.05)
+    assert lean_counts == plain_counts
+    assert any('route="/qdrant/collections/{name}/points/search"' in c for c in lean_counts)
+    assert any('route="/collections/{name}/points/query",status="200"' in c for c in lean_counts)
+    batches = re.search(r"^quiver_query_batch_size_count (\S+)", lean.get("/metrics").text, re.M)
+    assert batches is not None and float(batches.group(1)) > 0
+
+
+def test_access_log_line_for_a_lean_query(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(tmp_path, access_log=True)
+    gen = open_client(settings)
+    client = next(gen)
+    try:
+        seed_collection(client, "logged")
+        with caplog.at_level(logging.INFO, logger="quiver.server.access"):
+            r = client.post("/collections/logged/points/query", json={"vector": _vec(1), "k": 2})
+        assert r.status_code == 200
+        lines = [rec for rec in caplog.records if rec.name == "quiver.server.access"]
+        assert len(lines) == 1
+        assert lines[0].route == "/collections/{name}/points/query"  # type: ignore[attr-defined]
+        assert lines[0].status == 200  # type: ignore[attr-defined]
+    finally:
+        next(gen, None)
+
+
+def test_concurrent_queries_match_the_plain_server(
+    servers: tuple[TestClient, TestClient],
+) -> None:
+    """16 threads at once (grouped by the micro-batcher): each answer as one by one."""
+    lean, plain = servers
+    bodies = [
+        {"vector": _vec(100 + i), "k": 3 + i % 4, "with_payload": i % 2 == 0} for i in range(48)
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda b: _post(lean, QUERY, b, {}), bodies))
+    for body, response in zip(bodies, got, strict=True):
+        assert _comparable(response) == _comparable(_post(plain, QUERY, body, {}))
+
+
+def test_queries_racing_a_drop_are_all_answered(servers: tuple[TestClient, TestClient]) -> None:
+    """A collection dropped while lean queries are in flight: each gets hits or a 404."""
+    lean, _ = servers
+    seed_collection(lean, "dropped")
+    url = "/collections/dropped/points/query"
+
+    def query(i: int) -> int:
+        if i == 20:
+            assert lean.delete("/collections/dropped").status_code == 200
+            return 200
+        return int(_post(lean, url, {"vector": _vec(i), "k": 3}, {}).status_code)
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(query, range(64), timeout=60))
+    assert set(statuses) <= {200, 404}
+    after = _post(lean, url, {"vector": _vec(0), "k": 3}, {})
+    assert after.status_code == 404 and after.json()["error"] == "collection_not_found"
