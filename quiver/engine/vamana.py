@@ -57,6 +57,11 @@ FLOAT_ACCESS = ("auto", "mapped", "advised")
 #: the rerank touches them (2 x 8 MB; 64 queries x 64 rows evicted them under a 69 MB budget:
 #: bench/results/PERF.md).
 READAHEAD_PAGES = 2048
+#: A batch gets one thread per this many queries (at most ``num_threads``): waking a thread
+#: team costs more than a few queries' search, and on a busy machine far more (4 queries:
+#: 0.17 ms on one thread, 12 ms on two at load 13; bench/results/PERF.md). Calibration
+#: searches groups of ~5 queries, the server's micro-batches 2-16.
+MIN_QUERIES_PER_THREAD = 8
 
 
 def _check_float_access(mode: str) -> None:
@@ -421,7 +426,7 @@ class VamanaIndex:
             admit, rows, row_codes = selection.admit, selection.rows, selection.row_codes
             if rows.shape[0] == 0:
                 return out_ids, out_dists, out_ndist
-        threads = min(self._threads(num_threads), nq)
+        threads = min(self._threads(num_threads), max(1, nq // MIN_QUERIES_PER_THREAD))
         labels = state.rows if plan.return_rows else state.labels
         # RAM-budget mode: the kernels stop at the candidates, whose rows are read ahead
         candidates = (
