@@ -31,7 +31,7 @@ from bench.harness.adapters.base import (
 )
 from bench.harness.adapters.files import tree_bytes
 
-LEAVES_FRACTIONS = (0.01, 0.02, 0.035, 0.05, 0.08, 0.12, 0.2, 0.3)
+LEAVES_FRACTIONS = (0.01, 0.02, 0.035, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5)
 REORDER_DEPTHS = (40, 100, 250)
 TRAINING_SAMPLE_MAX = 250_000  # ScaNN's own example: 250k of 1.18M glove vectors
 PARALLEL_BATCH = 256  # queries per task handed to ScaNN's pool (search_batched_parallel's default)
