@@ -17,8 +17,11 @@ $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[server]"
 	touch $@
 
+# diskannpy (the benchmark's DiskANN adapters) pins numpy==1.25 in its 0.7 metadata but runs on
+# numpy 2, so it goes in without its dependencies (bench/README.md)
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps "diskannpy==0.7.0"
 	touch $@
 
 demo: $(VENV)/.demo-installed

@@ -25,7 +25,10 @@ from bench.harness.runner import DEFAULT_EFS, DEFAULT_OUT_DIR
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="ANN benchmarks: quiver vs hnswlib vs FAISS, recall@k against QPS.",
+        description=(
+            "ANN benchmarks: quiver against hnswlib, FAISS (HNSW, HNSW-SQ8, IVF-RaBitQ), "
+            "ScaNN, usearch and DiskANN; recall@k against QPS."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__,
     )
@@ -41,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
         "--algorithms", nargs="+", default=list(ALGORITHMS), choices=list(ALGORITHMS),
         metavar="NAME", help="default: all (see `list`)",
     )  # fmt: skip
-    run.add_argument("--ef", type=int, nargs="+", default=list(DEFAULT_EFS), help="ef sweep")
+    run.add_argument(
+        "--ef", type=int, nargs="+", default=list(DEFAULT_EFS),
+        help="ef sweep (algorithms with two query knobs, scann-* and faiss-ivf-*, sweep their "
+        "own grid instead)",
+    )  # fmt: skip
     run.add_argument("--k", type=int, default=10, help="neighbours per query (recall@k)")
     run.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR)
     run.add_argument("--force", action="store_true", help="rerun complete result files")

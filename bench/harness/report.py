@@ -95,6 +95,11 @@ def frontier_of(rows: Sequence[dict[str, Any]], mode: str) -> list[Point]:
     return pareto_frontier([(r[recall_key], r[f"{mode}_qps"]) for r in rows])
 
 
+def setting_label(row: dict[str, Any]) -> str:
+    """The query setting a row was measured at (``"ef=40"`` in files older than labels)."""
+    return row.get("setting") or f"ef={row['ef']}"
+
+
 # ----------------------------------------------------------------------------- plot
 
 
@@ -123,13 +128,18 @@ def plot_pareto(
     recall_key = "recall" if mode == "batch" else "recall_single"
     groups = _by_algorithm(rows)
     names = sorted(groups, key=lambda a: (a != highlight, a))
-    colors = plt.get_cmap("tab10").colors
+    colors = plt.get_cmap("tab20").colors
+    markers = "osD^vP*Xph<>"
     fig, ax = plt.subplots(figsize=(8.5, 5.8), dpi=120)
     for i, algorithm in enumerate(names):
         group = groups[algorithm]
         frontier = frontier_of(group, mode)
         xs = [_plot_recall(p.recall, n_results) for p in frontier]
-        style: dict[str, Any] = {"color": colors[i % len(colors)], "marker": "o", "markersize": 4}
+        style: dict[str, Any] = {
+            "color": colors[i % len(colors)],
+            "marker": markers[i % len(markers)],
+            "markersize": 4,
+        }
         if algorithm == highlight:
             style.update(linewidth=2.6, zorder=4, color="black")
         elif len(frontier) == 1:
@@ -141,10 +151,10 @@ def plot_pareto(
             s=10, color=style["color"], alpha=0.3,
         )  # fmt: skip
         if algorithm == highlight:
-            ef_of = {(r[recall_key], r[f"{mode}_qps"]): r["ef"] for r in group}
+            label_of = {(r[recall_key], r[f"{mode}_qps"]): setting_label(r) for r in group}
             for x, p in zip(xs, frontier, strict=True):
                 ax.annotate(
-                    f"ef={ef_of[(p.recall, p.qps)]}", (x, p.qps), textcoords="offset points",
+                    label_of[(p.recall, p.qps)], (x, p.qps), textcoords="offset points",
                     xytext=(4, 4), fontsize=7,
                 )  # fmt: skip
     ax.set_xscale("logit")
@@ -253,7 +263,36 @@ def _ratio_table(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list
         cells.append(_ratio(base[0]["build_s"], group[0]["build_s"]))
         cells.append(_ratio(base[0]["index_bytes"], group[0]["index_bytes"]))
         lines.append(f"| {algorithm} | {' | '.join(cells)} |")
+    others = {a: g for a, g in groups.items() if a != baseline}
+    if others:
+        best = [_best_cell(base_b, others, "batch", t) for t in TARGET_RECALLS]
+        best += [_best_cell(base_s, others, "single", t) for t in TARGET_RECALLS]
+        lines.append(f"| **best other** | {' | '.join(best)} | | |")
     return lines
+
+
+def best_other(
+    others: dict[str, list[dict[str, Any]]], mode: str, target: float
+) -> tuple[str, float] | None:
+    """The algorithm with the highest QPS at ``target`` recall in ``mode``, and that QPS."""
+    reached = [
+        (qps, algorithm)
+        for algorithm, group in others.items()
+        if (qps := qps_at_recall(frontier_of(group, mode), target)) is not None
+    ]
+    if not reached:
+        return None
+    qps, algorithm = max(reached)
+    return algorithm, qps
+
+
+def _best_cell(
+    base: Sequence[Point], others: dict[str, list[dict[str, Any]]], mode: str, target: float
+) -> str:
+    best = best_other(others, mode, target)
+    if best is None:
+        return "n/a"
+    return f"{_ratio(qps_at_recall(base, target), best[1])} ({best[0]})"
 
 
 def _preamble(rows: Sequence[dict[str, Any]]) -> str:
@@ -278,8 +317,11 @@ def _preamble(rows: Sequence[dict[str, Any]]) -> str:
             "single = one call per query, on one thread. Index memory = growth of the process's "
             "resident set across the build (data loaded before; freed heap returned to the OS "
             "before both readings); build peak = highest RSS during the build above the start, "
-            "temporaries included; structure = the size the library reports (serialised index; "
-            "quiver: hot set + float vectors).",
+            "temporaries included; structure = the size the library reports (serialised index "
+            "or saved files; quiver: hot set + float vectors; DiskANN's disk index: the PQ "
+            "codes it keeps in RAM, its file on disk apart). Best other = the fastest of the "
+            "other algorithms at that recall, named. Algorithms with two query knobs sweep "
+            "their own grid of settings (each row records its setting and query arguments).",
             "",
         ]
     )

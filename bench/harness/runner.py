@@ -5,9 +5,10 @@ with the thread count pinned through the environment before any library loads
 (``OMP_NUM_THREADS``, ``NUMBA_NUM_THREADS``, BLAS variables), so FAISS's OpenMP pool and
 Numba's threads never share a process and resident memory is measured per system. The child
 (:func:`child_main`) loads the data, warms up, builds the index while watching RSS, then sweeps
-``ef``: recall@k from distances it recomputes itself, batch QPS (median of 3), single-query
-QPS and latency percentiles. It writes ``<out>/<dataset>/<algorithm>-t<threads>.json`` after
-every ``ef`` point and marks it complete at the end; complete files are skipped on rerun.
+``ef`` (or the adapter's own query settings, for libraries with several knobs): recall@k from
+distances it recomputes itself, batch QPS (median of 3), single-query QPS and latency
+percentiles. It writes ``<out>/<dataset>/<algorithm>-t<threads>.json`` after every point and
+marks it complete at the end; complete files are skipped on rerun.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bench.harness.adapters import ALGORITHMS, Adapter, make_adapter
+from bench.harness.adapters.base import QuerySetting
 from bench.harness.datasets import AnnDataset
 from bench.harness.memory import status_bytes
 from bench.harness.sets import dataset_label, load_dataset
@@ -50,7 +52,10 @@ THREAD_ENV_VARS = (
     "MKL_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS",
 )
-VERSIONED = ("numpy", "numba", "quiver", "hnswlib", "faiss-cpu", "h5py", "pyarrow")
+VERSIONED = (
+    "numpy", "numba", "quiver", "hnswlib", "faiss-cpu", "scann", "usearch", "diskannpy", "h5py",
+    "pyarrow",
+)  # fmt: skip
 
 # ----------------------------------------------------------------------------- environment
 
@@ -240,21 +245,26 @@ def build(adapter: Adapter, train: np.ndarray) -> dict[str, Any]:
 def sweep(
     adapter: Adapter,
     ds: AnnDataset,
-    efs: Sequence[int | None],
+    settings: Sequence[QuerySetting],
     k: int,
     single_queries: int | None,
     on_row: Callable[[dict[str, Any]], None],
 ) -> None:
-    """Measure every ``ef`` point; hand each finished row to ``on_row``."""
+    """Measure every query setting; hand each finished row to ``on_row``.
+
+    A row records the setting's label, ``ef`` (None where the library has no single beam
+    width) and ``query_args``, the arguments the library actually ran with.
+    """
     test = np.ascontiguousarray(ds.test, dtype=np.float32)
     single = test if single_queries is None else test[:single_queries]
-    for ef in efs:
-        if ef is not None:
-            adapter.set_query_arguments(ef)
+    for setting in settings:
+        adapter.apply_setting(setting)
         ids, batch_s = time_batch(adapter, test, k)
         single_ids, latency = time_single(adapter, single, k)
         row = {
-            "ef": ef,
+            "ef": setting.args.get("ef"),
+            "setting": setting.label,
+            "query_args": adapter.query_arguments(),
             "recall": score(ds, test, ids, k),
             "recall_single": score(ds, single, single_ids, k),
             "batch_qps": len(test) / float(np.median(batch_s)),
@@ -266,8 +276,8 @@ def sweep(
             "mean_ms": float(latency.mean() * 1e3),
         }
         log.info(
-            "%s ef=%s recall=%.4f batch %.0f QPS, single %.0f QPS (p50 %.3f ms, p99 %.3f ms)",
-            adapter.name, ef, row["recall"], row["batch_qps"], row["single_qps"],
+            "%s %s recall=%.4f batch %.0f QPS, single %.0f QPS (p50 %.3f ms, p99 %.3f ms)",
+            adapter.name, setting.label, row["recall"], row["batch_qps"], row["single_qps"],
             row["p50_ms"], row["p99_ms"],
         )  # fmt: skip
         on_row(row)
@@ -341,8 +351,10 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         rows.append({**common, **row})
         write_json(args.out, {**header, "complete": False, "rows": rows})
 
-    efs: list[int | None] = [ef for ef in args.ef if ef >= args.k] if adapter.uses_ef else [None]
-    sweep(adapter, ds, efs, args.k, args.single_queries, on_row)
+    settings = adapter.sweep_settings(args.ef, args.k)
+    if not settings:
+        raise SystemExit(f"no query setting to measure: every --ef is below k={args.k}")
+    sweep(adapter, ds, settings, args.k, args.single_queries, on_row)
     extra = adapter.extra_stats()
     final = [{**row, **extra} for row in rows]
     write_json(args.out, {**header, "complete": True, "rows": final})
@@ -361,7 +373,8 @@ def result_path(out_dir: Path, dataset: str, algorithm: str, threads: int) -> Pa
 def is_complete(path: Path, efs: Sequence[int], k: int) -> bool:
     """True when ``path`` holds a finished run with this ``k`` and every requested ``ef``.
 
-    A run whose rows have no ``ef`` (an algorithm without a query-time knob) is complete as is.
+    A run whose rows have no ``ef`` (an algorithm without a query-time knob, or one that sweeps
+    its own query settings) is complete as is.
     """
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,9 @@
-"""FAISS ``IndexHNSWFlat``: HNSW over float32 vectors, FAISS's implementation."""
+"""FAISS ``IndexHNSWFlat``: HNSW over float32 vectors, FAISS's implementation.
+
+:class:`FaissAdapter` holds what every FAISS adapter shares: angular data normalised and
+searched by inner product, the OpenMP pool pinned to ``threads`` for batches and to one
+thread for single queries, and the serialised index as the structure's size.
+"""
 
 from __future__ import annotations
 
@@ -6,48 +11,28 @@ from typing import Any
 
 import numpy as np
 
-from bench.harness.adapters.base import Adapter, normalized, require
+from bench.harness.adapters.base import Adapter, require
 
 
-class FaissHnswAdapter(Adapter):
-    """``faiss.IndexHNSWFlat``; angular data is normalised and searched by inner product."""
+class FaissAdapter(Adapter):
+    """Shared FAISS plumbing; subclasses build ``self._index`` in ``fit``."""
 
     library = "faiss-cpu"
 
-    def __init__(self, metric: str, threads: int, *, m: int, ef_construction: int) -> None:
+    def __init__(self, metric: str, threads: int) -> None:
         super().__init__(metric, threads)
         self._faiss = require("faiss")
         self._faiss.omp_set_num_threads(threads)
-        self._m = m
-        self._ef_construction = ef_construction
         self._index: Any = None
 
     @property
-    def name(self) -> str:
-        return f"faiss-hnsw-M{self._m}-efc{self._ef_construction}"
-
-    def build_params(self) -> dict[str, Any]:
-        return {"M": self._m, "efConstruction": self._ef_construction}
-
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
-        if self.metric == "angular":
-            return normalized(x)
-        return np.ascontiguousarray(x, dtype=np.float32)
-
-    def fit(self, train: np.ndarray) -> None:
+    def faiss_metric(self) -> int:
+        """FAISS's metric constant: inner product over unit vectors for angular data."""
         faiss = self._faiss
-        metric = faiss.METRIC_INNER_PRODUCT if self.metric == "angular" else faiss.METRIC_L2
-        index = faiss.IndexHNSWFlat(train.shape[1], self._m, metric)
-        index.hnsw.efConstruction = self._ef_construction
-        index.add(self._prepare(train))
-        self._index = index
-
-    def set_query_arguments(self, ef: int) -> None:
-        super().set_query_arguments(ef)
-        self._index.hnsw.efSearch = self.ef
+        return faiss.METRIC_INNER_PRODUCT if self.metric == "angular" else faiss.METRIC_L2
 
     def _search(self, queries: np.ndarray, k: int) -> np.ndarray:
-        _, ids = self._index.search(self._prepare(queries), k)
+        _, ids = self._index.search(self.prepare(queries), k)
         return ids.astype(np.int64, copy=False)
 
     def batch_query(self, queries: np.ndarray, k: int) -> np.ndarray:
@@ -61,5 +46,40 @@ class FaissHnswAdapter(Adapter):
         return self._search(q[None, :], k)[0]
 
     def memory_bytes(self) -> int:
-        """Size of the serialised index (vectors + graph levels)."""
+        """Size of the serialised index (what FAISS keeps: codes, vectors, graph, lists)."""
         return int(self._faiss.serialize_index(self._index).nbytes)
+
+
+class FaissHnswAdapter(FaissAdapter):
+    """``faiss.IndexHNSWFlat`` with degree ``m`` and build beam ``ef_construction``."""
+
+    def __init__(self, metric: str, threads: int, *, m: int, ef_construction: int) -> None:
+        super().__init__(metric, threads)
+        self._m = m
+        self._ef_construction = ef_construction
+
+    @property
+    def name(self) -> str:
+        return f"faiss-hnsw-M{self._m}-efc{self._ef_construction}"
+
+    def build_params(self) -> dict[str, Any]:
+        return {"M": self._m, "efConstruction": self._ef_construction}
+
+    def new_index(self, dim: int) -> Any:
+        """The empty index ``fit`` trains and fills (float32 storage here)."""
+        return self._faiss.IndexHNSWFlat(dim, self._m, self.faiss_metric)
+
+    def fit(self, train: np.ndarray) -> None:
+        x = self.prepare(train)
+        index = self.new_index(x.shape[1])
+        index.hnsw.efConstruction = self._ef_construction
+        index.train(x)  # nothing to learn for float storage; the quantisers' ranges otherwise
+        index.add(x)
+        self._index = index
+
+    def set_query_arguments(self, ef: int) -> None:
+        super().set_query_arguments(ef)
+        self._index.hnsw.efSearch = self.ef
+
+    def query_arguments(self) -> dict[str, Any]:
+        return {"efSearch": int(self._index.hnsw.efSearch)}
