@@ -10,7 +10,7 @@ child process placed in its own memory cgroup (v2 ``memory.max``, or v1
 the allowed share of the float file in the page cache and the rerank reads the rest from disk.
 The limit is
 
-    base + hot + share x float file
+    base + 32 MB + hot + share x float file
 
 where ``base`` is what the cgroup of a child that imported quiver and compiled its kernels is
 charged at its peak (measured first, in a group without a binding limit), ``hot`` the index's
@@ -24,6 +24,12 @@ latency p50/p99 (``--single`` queries, one thread), and the bytes the process re
 (``/proc/self/io`` ``read_bytes``) and its major page faults per query. The same is measured
 without a limit (``mapped``, pages warm) as the reference, and the ratio limited / unlimited is
 reported. Needs root and a writable cgroup memory controller; exits with a message otherwise.
+
+``--modes diskann-disk`` measures DiskANN's disk index (the harness adapter
+``diskann-disk-R64-L128``: PQ codes in RAM, graph and vectors read from its file by its own
+I/O) the same way: built once without a limit into ``<set dir>/diskann-disk``, then searched
+without and with the same limit; its recall comes from the exact distances of the ids it
+returns. Other peers keep their vectors in RAM and are not run under the limit.
 
 Sets: any harness set (``python -m bench list``; its default index is built once and saved
 under ``<data dir>/ram-budget-index/<set>``) or the 1.12M set of ``bench.measure.million``
@@ -51,6 +57,9 @@ from bench.measure.million import _evict, load_average
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 MB = 1e6
+#: Added to the probe's peak for what the probe does not allocate (queries, ground truth, the
+#: search's scratch and results, a peer's libraries): without it a 20k run was OOM-killed.
+HEADROOM = 32 * 1024 * 1024
 UNLIMITED = 1 << 40  # a cgroup "limit" that never binds: measures what a child is charged
 
 
@@ -75,6 +84,7 @@ def _paths(set_name: str) -> tuple[Path, Path, Path, Path]:
         index.save(index_dir)
         np.save(directory / "test.npy", np.ascontiguousarray(ds.test))
         np.save(directory / "distances.npy", np.ascontiguousarray(ds.distances))
+        np.save(directory / "train.npy", np.ascontiguousarray(ds.train))  # for peers
     return index_dir, directory / "test.npy", directory / "distances.npy", directory
 
 
@@ -142,9 +152,11 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
         row = {"step": "probe", "base_rss": rss_breakdown()["total"]}
         print(json.dumps(row), flush=True)
         return [row]
-    index_dir, queries_file, truth_file, _ = _paths(args.set)
+    index_dir, queries_file, truth_file, set_dir = _paths(args.set)
     queries = np.load(queries_file)
     truth = np.load(truth_file)
+    if args.mode == PEER:
+        return _peer_child(args, set_dir, queries, truth)
     index = quiver.Index.open(index_dir, num_threads=args.threads, float_access=args.mode)
     rows = []
     for ef, rerank in args.ef:
@@ -185,6 +197,75 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+PEER = "diskann-disk"  # the --modes name of DiskANN's disk index
+PEER_ALGORITHM = "diskann-disk-R64-L128"  # its harness adapter (same build parameters)
+
+
+def _peer_child(args, set_dir: Path, queries: np.ndarray, truth: np.ndarray) -> list[dict]:
+    """DiskANN's disk index: built once without a limit (``--build``) into ``<set
+    dir>/diskann-disk``, then opened and searched like quiver (its own I/O reads the disk file;
+    only PQ codes stay in RAM). Recall from the exact distances of the ids it returns."""
+    import quiver
+    from bench.harness.adapters import make_adapter
+
+    adapter = make_adapter(PEER_ALGORITHM, "angular", args.threads)
+    folder = set_dir / PEER
+    train = np.load(set_dir / "train.npy", mmap_mode="r")
+    if args.build:
+        if not folder.is_dir():
+            staging = set_dir / f"{PEER}.partial"
+            staging.mkdir(parents=True, exist_ok=True)
+            adapter.build(np.asarray(train), str(staging))
+            staging.rename(folder)
+        return []
+    adapter.open(str(folder))
+    unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+
+    def distances(ids: np.ndarray) -> np.ndarray:
+        rows = np.asarray(train[np.clip(ids, 0, None).reshape(-1)]).reshape(*ids.shape, -1)
+        rows = rows / np.linalg.norm(rows, axis=2, keepdims=True)
+        d = 1.0 - np.einsum("qkd,qd->qk", rows, unit)
+        return np.where(ids >= 0, d, np.inf).astype(np.float32)
+
+    rows = []
+    for ef, _ in args.ef:
+        adapter.set_query_arguments(ef)
+        load_start = load_average()
+        adapter.batch_query(queries, 10)  # untimed
+        read0, faults0 = _read_bytes(), _major_faults()
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            ids = adapter.batch_query(queries, 10)
+            times.append(time.perf_counter() - t0)
+        read1, faults1 = _read_bytes(), _major_faults()
+        single = []
+        for q in queries[: args.single]:
+            t0 = time.perf_counter()
+            adapter.query(q, 10)
+            single.append(time.perf_counter() - t0)
+        batch_queries = args.repeats * len(queries)
+        row = {
+            "mode": PEER,
+            "algorithm": PEER_ALGORITHM,
+            "ef": ef,
+            "rerank": None,
+            "threads": args.threads,
+            "recall_at_10": round(quiver.recall_at_k(distances(ids), truth, 10), 4),
+            "qps": round(len(queries) / float(np.median(times))),
+            "qps_all_passes": [round(len(queries) / t) for t in times],
+            "single_p50_ms": round(float(np.percentile(single, 50)) * 1e3, 3),
+            "single_p99_ms": round(float(np.percentile(single, 99)) * 1e3, 3),
+            "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
+            "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
+            "loadavg_start": load_start,
+            "loadavg_end": load_average(),
+        }
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -209,14 +290,16 @@ def _bounded(cmd: list[str], timeout: float, preexec=None) -> subprocess.Complet
     return subprocess.CompletedProcess(cmd, proc.returncode, out)
 
 
-def _run_child(args: argparse.Namespace, mode: str, limit: int | None, probe: bool = False):
+def _run_child(
+    args: argparse.Namespace, mode: str, limit: int | None, probe: bool = False, build=False
+):
     index_dir, _, _, _ = _paths(args.set)
     _evict(sorted(index_dir.glob("*")))
     cmd = [
         sys.executable, "-m", "bench.measure.ram_budget", "--child", "--set", args.set,
         "--mode", mode, "--threads", str(args.threads), "--repeats", str(args.repeats),
         "--single", str(args.single), "--ef", *map(_ef_text, args.ef),
-    ] + (["--probe"] if probe else [])  # fmt: skip
+    ] + (["--probe"] if probe else []) + (["--build"] if build else [])  # fmt: skip
     if limit is None:
         proc = _bounded(cmd, args.timeout)
         peak = None
@@ -266,6 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="mapped", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -282,22 +366,30 @@ def main(argv: list[str] | None = None) -> None:
     import quiver
 
     hot = quiver.Index.open(index_dir, float_access="mapped").stats()["hot_bytes"]
-    limit = int(base + hot + args.share * floats)
+    limit = int(base + HEADROOM + hot + args.share * floats)
     facts = {
         "set": args.set,
         "share": args.share,
         "float_file_mb": round(floats / MB, 1),
         "hot_mb": round(hot / MB, 1),
         "base_mb": round(base / MB, 1),
+        "headroom_mb": round(HEADROOM / MB, 1),
         "command": "python -m bench.measure.ram_budget " + " ".join(argv or sys.argv[1:]),
     }
     rows = [{**row, "limited": False} for row in _run_child(args, "mapped", None)]
     for mode in args.modes:
+        if mode == PEER:  # built without a limit, then measured without and with it
+            _run_child(args, mode, None, build=True)
+            rows += [{**row, "limited": False} for row in _run_child(args, mode, None)]
         rows += [{**row, "limited": True} for row in _run_child(args, mode, limit)]
-    unlimited = {(r["ef"], r["rerank"]): r["qps"] for r in rows if not r["limited"] and "qps" in r}
+    unlimited = {
+        (r["mode"] == PEER, r["ef"], r["rerank"]): r["qps"]
+        for r in rows
+        if not r["limited"] and "qps" in r
+    }
     for row in rows:
         row.update(facts)
-        pair = (row.get("ef"), row.get("rerank"))
+        pair = (row.get("mode") == PEER, row.get("ef"), row.get("rerank"))
         if row["limited"] and "qps" in row and pair in unlimited:
             row["qps_vs_unlimited"] = round(row["qps"] / unlimited[pair], 3)
         line = json.dumps(row)

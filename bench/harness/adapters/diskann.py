@@ -154,23 +154,31 @@ class DiskannDiskAdapter(DiskannAdapter):
         }
 
     def fit(self, train: np.ndarray) -> None:
-        dk = self._diskannpy
+        self.build(train, self.folder)
+        self.open(self.folder)
+
+    def build(self, train: np.ndarray, folder: str) -> None:
+        """Build the disk index into ``folder`` (kept by the caller: ``bench.measure.ram_budget``
+        builds once outside its memory limit and opens it inside)."""
         n, dim = train.shape
         pq_bytes = self._pq_bytes or max(1, dim // 4)
         # DiskANN gives each vector floor(budget / n) PQ bytes (budgets under 1.25 GB are
         # taken as they are): ask for exactly pq_bytes per vector, half a byte to spare
         self._search_memory_gb = (n * (pq_bytes + 0.5)) / GIB
-        dk.build_disk_index(
-            self.prepare(train), distance_metric="l2", index_directory=self.folder,
+        self._diskannpy.build_disk_index(
+            self.prepare(train), distance_metric="l2", index_directory=folder,
             complexity=self._complexity, graph_degree=self._graph_degree,
             search_memory_maximum=self._search_memory_gb,
             build_memory_maximum=self._build_memory_gb, num_threads=self.threads,
         )  # fmt: skip
+
+    def open(self, folder: str) -> None:
+        """Open a disk index built by :meth:`build` for searching."""
         # num_threads here sizes the per-thread search contexts: opening with one hung here
         # (diskannpy 0.7), so at least two; every search still passes its own thread count.
         # cache_mechanism 1 picks the cached nodes with sample queries; 0 = no node cache.
-        self._index = dk.StaticDiskIndex(
-            self.folder, num_threads=max(2, self.threads), num_nodes_to_cache=self._cached_nodes,
+        self._index = self._diskannpy.StaticDiskIndex(
+            folder, num_threads=max(2, self.threads), num_nodes_to_cache=self._cached_nodes,
             cache_mechanism=1 if self._cached_nodes else 0,
         )  # fmt: skip
 
