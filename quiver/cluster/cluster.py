@@ -21,6 +21,7 @@ from quiver.cluster import calls, launch
 from quiver.cluster.collection import ClusterCollection
 from quiver.cluster.merge import DEFAULT_EF_EXPONENT
 from quiver.cluster.router import RouterOptions, ShardRouter
+from quiver.errors import InvalidInputError
 from quiver.params import BuildParams
 
 logger = logging.getLogger(__name__)
@@ -165,9 +166,39 @@ class Cluster:
         self._router.layout(refresh=True)
         return done
 
+    def add_replica(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        """Add a replica of ``shard`` of ``collection`` on ``node`` while writes continue: the
+        primary sends a snapshot and then the writes logged after it, without holding the
+        shard's writes except for the last few (docs/SCALING.md). Returns the shard's replica
+        set once the new replica is in sync."""
+        done = self._coordinator_call(
+            "add_replica", collection, shard, node, timeout_s=self._options.write_timeout_s * 20
+        )
+        self._router.layout(refresh=True)
+        return done
+
+    def remove_replica(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        """Remove the replica of ``shard`` of ``collection`` on ``node`` (a primary hands over
+        first); refused for the shard's last in-sync replica. Returns the shard's replica set."""
+        done = self._coordinator_call("remove_replica", collection, shard, node)
+        self._router.layout(refresh=True)
+        return done
+
+    def move_replica(
+        self, collection: str, shard: int, from_node: str, to_node: str
+    ) -> dict[str, Any]:
+        """Move a replica of ``shard`` of ``collection`` from ``from_node`` to ``to_node``:
+        :meth:`add_replica` on ``to_node``, then :meth:`remove_replica` on ``from_node``
+        (the shard has one replica more meanwhile). Returns the shard's replica set."""
+        if from_node == to_node:
+            raise InvalidInputError(f"from_node and to_node are the same node {from_node!r}")
+        self.add_replica(collection, shard, to_node)
+        return self.remove_replica(collection, shard, from_node)
+
     def cluster_info(self) -> dict[str, Any]:
-        """Nodes (alive or not) and every shard: epoch, primary, in-sync replicas and each
-        replica's seq, lag behind its primary and count."""
+        """Nodes (alive or not) and every shard: epoch, primary, in-sync replicas, the
+        replicas not in sync yet (``catching_up``: restarted, or being added) and each
+        replica's seq, lag (writes behind its primary) and count."""
         layout = self._router.layout(refresh=True)
         statuses = {}
         for node in layout.nodes:
@@ -188,6 +219,7 @@ class Cluster:
                 shards.append({
                     "shard": rs.shard, "epoch": rs.epoch, "primary": rs.primary,
                     "in_sync": rs.in_sync, "replicas": states,
+                    "catching_up": [n for n in rs.replicas if n not in rs.in_sync],
                 })  # fmt: skip
             collections[name] = {"shards": shards, "replicas": coll.replicas}
         alive = {n: "error" not in s for n, s in statuses.items()}
