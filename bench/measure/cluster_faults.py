@@ -63,14 +63,30 @@ def kill_random_node(cluster, rng: random.Random) -> str:
     return victim
 
 
+def all_replicas_serving(cluster, name: str) -> bool:
+    """Every node answers and every replica of ``name`` is in sync, readable and not behind
+    (the map alone is not enough: a follower that is restarting stays in the in-sync set
+    until it answers, as no write failed on it during a read load)."""
+    cluster.repair()
+    info = cluster.cluster_info()
+    if not all(info["nodes"].values()):
+        return False
+    for shard in info["collections"][name]["shards"]:
+        states = shard["replicas"]
+        if sorted(shard["in_sync"]) != sorted(states) or shard["catching_up"]:
+            return False
+        if not all(s and s.get("readable") and s.get("lag") == 0 for s in states.values()):
+            return False
+    return True
+
+
 def wait_in_sync(cluster, name: str, timeout_s: float = 300.0) -> float:
-    """Seconds until every replica of ``name`` is in sync again."""
+    """Seconds until every replica of ``name`` serves again (:func:`all_replicas_serving`),
+    so that each kill takes down one replica of a shard, not two."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         try:
-            cluster.repair()
-            shards = cluster.cluster_info()["collections"][name]["shards"]
-            if all(sorted(s["in_sync"]) == sorted(s["replicas"]) for s in shards):
+            if all_replicas_serving(cluster, name):
                 return time.monotonic() - t0
         except Exception:  # noqa: BLE001 - an actor is restarting: ask again
             pass

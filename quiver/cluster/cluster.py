@@ -21,6 +21,7 @@ from quiver.cluster import calls, launch
 from quiver.cluster.collection import ClusterCollection
 from quiver.cluster.merge import DEFAULT_EF_EXPONENT
 from quiver.cluster.router import RouterOptions, ShardRouter
+from quiver.cluster.snapshots import read_cluster_snapshot
 from quiver.errors import InvalidInputError
 from quiver.params import BuildParams
 
@@ -144,6 +145,38 @@ class Cluster:
             known = ClusterCollection(self._router, layout, self._ef_exponent, *self._batching)
             self._collections[name] = known  # one batcher per collection and process
         return known
+
+    def restore_snapshot(
+        self, file: str | Path, name: str, *, replace: bool = False, replicas: int | None = None
+    ) -> ClusterCollection:
+        """Create collection ``name`` from a file written by
+        :meth:`ClusterCollection.snapshot <quiver.cluster.collection.ClusterCollection.snapshot>`:
+        the same parameters and shard count, ``replicas`` per shard (the snapshot's when None),
+        every replica restored from its shard's snapshot. The checksums are checked first;
+        writes to ``name`` before this returns may be lost. ``replace`` is not supported on a
+        cluster (drop the collection first)."""
+        if replace:
+            raise InvalidInputError("restore_snapshot(replace=True) is not supported on a cluster")
+        manifest, parts = read_cluster_snapshot(file)
+        build = manifest["build"]
+        coll = self.create_collection(
+            name, manifest["dim"], manifest["metric"], id_type=manifest["id_type"],
+            max_degree=build["max_degree"], build_list_size=build["build_list_size"],
+            alpha=build["alpha"], seed=build["seed"], shards=manifest["shards"],
+            replicas=manifest["replicas"] if replicas is None else replicas,
+        )  # fmt: skip
+        try:
+            for rs in self._router.collection(name).shards:
+                data, seq = parts[rs.shard], manifest["seqs"][rs.shard]
+                for node in rs.replicas:
+                    self._router.read_one(
+                        node, "restore_replica", name, rs.shard, data, seq,
+                        timeout_s=self._options.write_timeout_s,
+                    )  # fmt: skip
+        except BaseException:
+            self.drop_collection(name)
+            raise
+        return coll
 
     def failed_collections(self) -> dict[str, str]:
         """As :meth:`quiver.Database.failed_collections`: none (a shard that cannot serve

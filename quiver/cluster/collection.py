@@ -8,6 +8,7 @@ one in-sync replica per shard and are merged (:mod:`quiver.cluster.merge`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from quiver.cluster.hashing import group_by_shard
 from quiver.cluster.layout import CollectionLayout
 from quiver.cluster.merge import Hits, merge_hits, merge_pages, shard_options
 from quiver.cluster.router import ShardRouter
+from quiver.cluster.snapshots import write_cluster_snapshot
 from quiver.db.filters import parse_filter
 from quiver.db.ids import check_id, check_ids
 from quiver.db.payloads import check_payloads, keys_removed, payload_change
@@ -301,9 +303,22 @@ class ClusterCollection:
             for node in rs.replicas:
                 self._router.read_one(node, "create_payload_index", self.name, rs.shard, key)
 
-    def snapshot(self, path: Any) -> Any:
-        """Not built for a cluster collection yet (docs/SCALING.md): each replica's collection
-        can be snapshot on its node."""
-        raise InvalidInputError(
-            f"snapshots of the cluster collection {self.name!r} are not supported yet"
-        )
+    def snapshot(self, path: Any) -> Path:
+        """Write a snapshot of every shard (from its primary) and a manifest to one file at
+        ``path`` (:mod:`quiver.cluster.snapshots`: each shard a consistent cut, not one cut
+        across shards); restore with :meth:`quiver.Cluster.restore_snapshot`."""
+        layout = self._router.collection(self.name)
+        timeout_s = self._router.options.write_timeout_s
+        parts, seqs = [], []
+        for rs in layout.shards:
+            data, seq = self._router.read_one(
+                rs.primary, "snapshot_replica", self.name, rs.shard, timeout_s=timeout_s
+            )
+            parts.append(data)
+            seqs.append(seq)
+        manifest = {
+            "collection": self.name, "dim": self.dim, "metric": self.metric,
+            "id_type": self.id_type, "build": dict(layout.build), "shards": self.shards,
+            "replicas": self.replicas, "seqs": seqs,
+        }  # fmt: skip
+        return write_cluster_snapshot(Path(path), manifest, parts)

@@ -457,6 +457,23 @@ class Node:
         info.pop("path", None)
         return {**info, **replica.status()}
 
+    def snapshot_replica(self, collection: str, shard: int) -> tuple[bytes, int]:
+        """(Primary) a snapshot of the shard (a consistent cut) and the seq it holds every
+        write up to."""
+        replica = self._replica(collection, shard)
+        self._require_primary(replica, shard)
+        data, seq, _ = replica.snapshot_bytes()
+        return data, seq
+
+    def restore_replica(self, collection: str, shard: int, data: bytes, seq: int) -> None:
+        """Replace this replica by a shard snapshot holding the writes up to ``seq`` (the
+        restore of a cluster snapshot: every replica of the shard gets the same one, at epoch 0)
+        and serve reads."""
+        replica = self._replica(collection, shard)
+        with replica.lock:
+            replica.install_snapshot(data, seq, 0)
+            replica.readable = True
+
     def create_payload_index(self, collection: str, shard: int, key: str) -> None:
         self._replica(collection, shard).collection.create_payload_index(key)
 

@@ -242,10 +242,10 @@ class ShardRouter:
         self._suspect_until[node] = time.monotonic() + self.options.suspect_s
         self._handles.pop(node, None)
 
-    def read_one(self, node: str, method: str, *args: Any) -> Any:
-        """``method(*args)`` on one named node, within the read deadline."""
+    def read_one(self, node: str, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """``method(*args)`` on one named node, within ``timeout_s`` (the read deadline)."""
         ref = getattr(self.node(node), method).remote(*args)
-        return calls.call(ref, self.options.read_timeout_s, node)
+        return calls.call(ref, timeout_s or self.options.read_timeout_s, node)
 
     # ------------------------------------------------------------------ writes
     def write(self, coll: str, method: str, per_shard: dict[int, tuple]) -> dict[int, Any]:

@@ -320,7 +320,16 @@ def test_the_http_api_serves_the_cluster(cluster, data_dir, tmp_path) -> None:
         assert client.post(f"{base}/points/delete", json={"points": [7, 8]}).status_code == 200
         assert client.post(f"{base}/points/count", json={}).json()["result"] == {"count": 118}
         assert client.get(f"{base}/points/7").status_code == 404
-        assert client.post(f"{base}/snapshots").status_code == 400  # not built for clusters
+        r = client.post(f"{base}/snapshots")  # one file: every shard's snapshot + manifest
+        assert r.status_code == 200, r.text
+        copy = _name()
+        body = {"snapshot": r.json()["result"]["name"], "from_collection": name}
+        r = client.put(f"/collections/{copy}/snapshots/recover", json=body)
+        assert r.status_code == 200, r.text
+        assert client.post(f"/collections/{copy}/points/count", json={}).json()["result"] == {
+            "count": 118
+        }
+        assert client.delete(f"/collections/{copy}").status_code == 200
         assert client.get("/collections/missing").status_code == 404
         assert client.get(base).json()["result"]["status"] == "green"
         assert client.delete(base).status_code == 200
@@ -411,6 +420,42 @@ def test_the_qdrant_client_works_against_the_cluster(http_server) -> None:
     assert client.delete_collection(name)
     assert not client.collection_exists(name)
     client.close()
+
+
+def test_a_snapshot_restores_every_shard(cluster, tmp_path) -> None:
+    c = cluster.create_collection(_name(), DIM, shards=3, replicas=2)
+    ids, x, payloads = _points(300, seed=15)
+    c.upsert(ids, x, payloads)
+    c.delete([0, 1, 2])
+    file = c.snapshot(tmp_path / "c.snapshot")
+    c.upsert([3], x[4:5], [{"after": True}])  # not in the snapshot
+    copy = cluster.restore_snapshot(file, _name(), replicas=1)
+    assert (copy.shards, copy.replicas, copy.count()) == (3, 1, 297)
+    before = {p.id: (p.payload, list(p.vector)) for p in c.retrieve(ids[4:], with_vector=True)}
+    after = {p.id: (p.payload, list(p.vector)) for p in copy.retrieve(ids, with_vector=True)}
+    assert after.pop(3)[0] == payloads[3] and after == before
+    assert copy.search(x[10], k=1)[0].id == 10
+    copy.upsert([1000], x[:1])  # a restored shard takes writes after its snapshot's seq
+    assert copy.count() == 298
+    again = cluster.restore_snapshot(file, _name())  # 2 replicas each: they agree
+    again.upsert([1000], x[:1])
+    layout = cluster._router.collection(again.name)
+    for rs in layout.shards:
+        pages = [
+            calls.call(_node(n).scroll.remote(again.name, rs.shard, {"limit": 1000}), 60.0, n)
+            for n in rs.replicas
+        ]
+        assert pages[0] == pages[1] and len(rs.in_sync) == 2
+    damaged = tmp_path / "damaged.snapshot"
+    data = bytearray(file.read_bytes())
+    data[2048] ^= 0xFF  # inside the first shard's member
+    damaged.write_bytes(bytes(data))
+    name = _name()
+    with pytest.raises(quiver.CorruptIndexError, match="checksum"):
+        cluster.restore_snapshot(damaged, name)
+    assert name not in cluster.list_collections()  # nothing was created
+    for coll in (c, copy, again):
+        cluster.drop_collection(coll.name)
 
 
 def _recall(collection, queries, truth) -> float:
