@@ -69,6 +69,8 @@ def lean_routes(state: ServerState, batcher: QueryBatcher | None) -> list[LeanRo
 
     async def quiver_query(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
         body = _parsed(QueryRequest, raw)
+        if body.allow_partial:  # the route adds the coverage of a cluster's partial results
+            raise _Deferred("allow_partial")
         coll = _db(state).get_collection(name)
         request = single_request(body, coll, Limits(state.settings))
         if batcher is not None:
@@ -111,6 +113,10 @@ M = TypeVar("M", bound=BaseModel)
 
 class _NotParsed(ValueError):
     """The body is not one of the route's model: FastAPI's route reports why."""
+
+
+class _Deferred(Exception):
+    """A request the lean path does not serve (partial results): FastAPI's route does."""
 
 
 def _parsed(model: type[M], raw: bytes) -> M:

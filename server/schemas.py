@@ -368,6 +368,11 @@ class _QueryOptions(_Model):
     )
     with_vector: bool = False
     vector_encoding: VectorEncoding = _VECTOR_ENCODING
+    allow_partial: bool = Field(
+        False,
+        description="(cluster) when a whole shard is down, answer with the other shards' hits "
+        "and their 'coverage' (shards answered / shards) instead of 503",
+    )
 
     def search_request(self, *, vectors: Any = None, ids: Any = None) -> SearchRequest:
         """The validated :class:`quiver.SearchRequest` of these options and queries."""
@@ -412,6 +417,10 @@ class QueryResult(BaseModel):
     """Hits of one query, best first."""
 
     points: list[ScoredRecord]
+    coverage: float | None = Field(
+        None,
+        description="(only with allow_partial) shards that answered / shards; 1.0 when all did",
+    )
 
 
 # --- snapshots ----------------------------------------------------------------------------

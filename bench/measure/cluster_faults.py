@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -62,14 +63,30 @@ def kill_random_node(cluster, rng: random.Random) -> str:
     return victim
 
 
+def all_replicas_serving(cluster, name: str) -> bool:
+    """Every node answers and every replica of ``name`` is in sync, readable and not behind
+    (the map alone is not enough: a follower that is restarting stays in the in-sync set
+    until it answers, as no write failed on it during a read load)."""
+    cluster.repair()
+    info = cluster.cluster_info()
+    if not all(info["nodes"].values()):
+        return False
+    for shard in info["collections"][name]["shards"]:
+        states = shard["replicas"]
+        if sorted(shard["in_sync"]) != sorted(states) or shard["catching_up"]:
+            return False
+        if not all(s and s.get("readable") and s.get("lag") == 0 for s in states.values()):
+            return False
+    return True
+
+
 def wait_in_sync(cluster, name: str, timeout_s: float = 300.0) -> float:
-    """Seconds until every replica of ``name`` is in sync again."""
+    """Seconds until every replica of ``name`` serves again (:func:`all_replicas_serving`),
+    so that each kill takes down one replica of a shard, not two."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
         try:
-            cluster.repair()
-            shards = cluster.cluster_info()["collections"][name]["shards"]
-            if all(sorted(s["in_sync"]) == sorted(s["replicas"]) for s in shards):
+            if all_replicas_serving(cluster, name):
                 return time.monotonic() - t0
         except Exception:  # noqa: BLE001 - an actor is restarting: ask again
             pass
@@ -124,6 +141,7 @@ def read_phase(cluster, coll, args, rng: random.Random) -> dict:
     latencies: list[tuple[float, float]] = []  # (start, seconds)
     failures: list[str] = []
     kill_times: list[float] = []
+    failed_at: list[float] = []
     stop = threading.Event()
 
     def read(seed: int) -> None:
@@ -134,6 +152,7 @@ def read_phase(cluster, coll, args, rng: random.Random) -> dict:
                 coll.search(queries[i % len(queries)], k=10)
             except Exception as exc:  # noqa: BLE001 - counted
                 failures.append(repr(exc))
+                failed_at.append(t0)
             latencies.append((t0, time.monotonic() - t0))
             i += args.readers
 
@@ -166,6 +185,9 @@ def read_phase(cluster, coll, args, rng: random.Random) -> dict:
         "failover_searches": len(near),
         "failover_p99_ms": pct(near, 99),
         "failure_examples": failures[:3],
+        "failures_s_after_last_kill": sorted(
+            round(t - max((k for k in kill_times if k <= t), default=t), 2) for t in failed_at
+        )[:: max(1, len(failed_at) // 20)],
     }
 
 
@@ -182,11 +204,14 @@ def main() -> None:
     ap.add_argument("--kill-every", type=float, default=3.0, help="seconds between kills")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="bench/results/cluster-faults.json")
+    ap.add_argument("--keep-logs", default="", help="copy Ray's logs to this folder at the end")
     args = ap.parse_args()
 
     import quiver
     import quiver.cluster
 
+    load_start = os.getloadavg()
+    started = time.time()
     temp = Path(tempfile.mkdtemp(prefix="qf-"))
     ray_cluster = start_ray(args.nodes, temp)
     rng = random.Random(args.seed)
@@ -195,7 +220,16 @@ def main() -> None:
         coll = cluster.create_collection(
             "faults", args.dim, shards=args.shards, replicas=args.replicas
         )
-        result = {"args": vars(args), "writes": write_phase(cluster, coll, args, rng)}
+        result = {
+            "command": " ".join(["python -m bench.measure.cluster_faults", *sys.argv[1:]]),
+            "args": vars(args),
+            "machine": {
+                "cpus": os.cpu_count(),
+                "shared": "other jobs may run at the same time: the load averages say how busy",
+                "loadavg_1_5_15_start": [round(v, 2) for v in load_start],
+            },
+        }
+        result["writes"] = write_phase(cluster, coll, args, rng)
         print(json.dumps(result["writes"]), flush=True)
         result["reads"] = read_phase(cluster, coll, args, rng)
         print(json.dumps(result["reads"]), flush=True)
@@ -205,7 +239,12 @@ def main() -> None:
         quiver.cluster.shutdown(NAMESPACE)
         ray.shutdown()
         ray_cluster.shutdown()
+        if args.keep_logs:
+            logs = temp / "ray" / "session_latest" / "logs"
+            shutil.copytree(logs, args.keep_logs, dirs_exist_ok=True)
         shutil.rmtree(temp, ignore_errors=True)
+    result["machine"]["loadavg_1_5_15_end"] = [round(v, 2) for v in os.getloadavg()]
+    result["wall_s"] = round(time.time() - started, 1)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 

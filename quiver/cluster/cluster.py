@@ -21,6 +21,8 @@ from quiver.cluster import calls, launch
 from quiver.cluster.collection import ClusterCollection
 from quiver.cluster.merge import DEFAULT_EF_EXPONENT
 from quiver.cluster.router import RouterOptions, ShardRouter
+from quiver.cluster.snapshots import read_cluster_snapshot
+from quiver.errors import InvalidInputError
 from quiver.params import BuildParams
 
 logger = logging.getLogger(__name__)
@@ -144,6 +146,38 @@ class Cluster:
             self._collections[name] = known  # one batcher per collection and process
         return known
 
+    def restore_snapshot(
+        self, file: str | Path, name: str, *, replace: bool = False, replicas: int | None = None
+    ) -> ClusterCollection:
+        """Create collection ``name`` from a file written by
+        :meth:`ClusterCollection.snapshot <quiver.cluster.collection.ClusterCollection.snapshot>`:
+        the same parameters and shard count, ``replicas`` per shard (the snapshot's when None),
+        every replica restored from its shard's snapshot. The checksums are checked first;
+        writes to ``name`` before this returns may be lost. ``replace`` is not supported on a
+        cluster (drop the collection first)."""
+        if replace:
+            raise InvalidInputError("restore_snapshot(replace=True) is not supported on a cluster")
+        manifest, parts = read_cluster_snapshot(file)
+        build = manifest["build"]
+        coll = self.create_collection(
+            name, manifest["dim"], manifest["metric"], id_type=manifest["id_type"],
+            max_degree=build["max_degree"], build_list_size=build["build_list_size"],
+            alpha=build["alpha"], seed=build["seed"], shards=manifest["shards"],
+            replicas=manifest["replicas"] if replicas is None else replicas,
+        )  # fmt: skip
+        try:
+            for rs in self._router.collection(name).shards:
+                data, seq = parts[rs.shard], manifest["seqs"][rs.shard]
+                for node in rs.replicas:
+                    self._router.read_one(
+                        node, "restore_replica", name, rs.shard, data, seq,
+                        timeout_s=self._options.write_timeout_s,
+                    )  # fmt: skip
+        except BaseException:
+            self.drop_collection(name)
+            raise
+        return coll
+
     def failed_collections(self) -> dict[str, str]:
         """As :meth:`quiver.Database.failed_collections`: none (a shard that cannot serve
         raises :class:`ShardUnavailableError` when used)."""
@@ -165,9 +199,39 @@ class Cluster:
         self._router.layout(refresh=True)
         return done
 
+    def add_replica(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        """Add a replica of ``shard`` of ``collection`` on ``node`` while writes continue: the
+        primary sends a snapshot and then the writes logged after it, without holding the
+        shard's writes except for the last few (docs/SCALING.md). Returns the shard's replica
+        set once the new replica is in sync."""
+        done = self._coordinator_call(
+            "add_replica", collection, shard, node, timeout_s=self._options.write_timeout_s * 20
+        )
+        self._router.layout(refresh=True)
+        return done
+
+    def remove_replica(self, collection: str, shard: int, node: str) -> dict[str, Any]:
+        """Remove the replica of ``shard`` of ``collection`` on ``node`` (a primary hands over
+        first); refused for the shard's last in-sync replica. Returns the shard's replica set."""
+        done = self._coordinator_call("remove_replica", collection, shard, node)
+        self._router.layout(refresh=True)
+        return done
+
+    def move_replica(
+        self, collection: str, shard: int, from_node: str, to_node: str
+    ) -> dict[str, Any]:
+        """Move a replica of ``shard`` of ``collection`` from ``from_node`` to ``to_node``:
+        :meth:`add_replica` on ``to_node``, then :meth:`remove_replica` on ``from_node``
+        (the shard has one replica more meanwhile). Returns the shard's replica set."""
+        if from_node == to_node:
+            raise InvalidInputError(f"from_node and to_node are the same node {from_node!r}")
+        self.add_replica(collection, shard, to_node)
+        return self.remove_replica(collection, shard, from_node)
+
     def cluster_info(self) -> dict[str, Any]:
-        """Nodes (alive or not) and every shard: epoch, primary, in-sync replicas and each
-        replica's seq, lag behind its primary and count."""
+        """Nodes (alive or not) and every shard: epoch, primary, in-sync replicas, the
+        replicas not in sync yet (``catching_up``: restarted, or being added) and each
+        replica's seq, lag (writes behind its primary) and count."""
         layout = self._router.layout(refresh=True)
         statuses = {}
         for node in layout.nodes:
@@ -188,6 +252,7 @@ class Cluster:
                 shards.append({
                     "shard": rs.shard, "epoch": rs.epoch, "primary": rs.primary,
                     "in_sync": rs.in_sync, "replicas": states,
+                    "catching_up": [n for n in rs.replicas if n not in rs.in_sync],
                 })  # fmt: skip
             collections[name] = {"shards": shards, "replicas": coll.replicas}
         alive = {n: "error" not in s for n, s in statuses.items()}

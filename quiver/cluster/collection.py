@@ -8,6 +8,7 @@ one in-sync replica per shard and are merged (:mod:`quiver.cluster.merge`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,16 +16,26 @@ import numpy as np
 from quiver.cluster.batching import QueryBatcher
 from quiver.cluster.hashing import group_by_shard
 from quiver.cluster.layout import CollectionLayout
-from quiver.cluster.merge import merge_hits, merge_pages, shard_options
+from quiver.cluster.merge import Hits, merge_hits, merge_pages, shard_options
 from quiver.cluster.router import ShardRouter
+from quiver.cluster.snapshots import write_cluster_snapshot
 from quiver.db.filters import parse_filter
 from quiver.db.ids import check_id, check_ids
 from quiver.db.payloads import check_payloads, keys_removed, payload_change
 from quiver.db.request import SearchRequest, payload_selection
 from quiver.db.wal import OP_UPSERT
 from quiver.errors import InvalidInputError, PointNotFoundError
-from quiver.types import Point, ScoredPoint
+from quiver.types import Point
 from quiver.validation import as_matrix, positive_int
+
+#: the batcher's option key of a search that allows partial results
+_PARTIAL = "allow_partial"
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"allow_partial must be true or false, got {value!r}")
+    return value
 
 
 class ClusterCollection:
@@ -179,32 +190,50 @@ class ClusterCollection:
 
     # ------------------------------------------------------------------ search
     def search(
-        self, vector: Any = None, *, query_id: Any = None, **options: Any
-    ) -> list[ScoredPoint]:
+        self,
+        vector: Any = None,
+        *,
+        query_id: Any = None,
+        allow_partial: bool = False,
+        **options: Any,
+    ) -> Hits:
         """The ``k`` nearest points to ``vector`` or to the stored point ``query_id`` (the
-        options of :class:`~quiver.db.request.SearchRequest`)."""
+        options of :class:`~quiver.db.request.SearchRequest`). ``allow_partial``: when a whole
+        shard is down, the hits of the others (their ``coverage`` says how many answered)
+        instead of :class:`~quiver.errors.ShardUnavailableError`."""
         if (vector is None) == (query_id is None):
             raise InvalidInputError("give exactly one of vector and query_id")
+        partial = _flag(allow_partial)
         if query_id is not None:
-            return self.query(SearchRequest(ids=[query_id], **options))[0]
+            return self.query(SearchRequest(ids=[query_id], **options), allow_partial=partial)[0]
         request = SearchRequest(vectors=vector, **options)
         if request.vectors.shape[0] != 1:
             raise InvalidInputError(
                 f"vector must be one vector, got {request.vectors.shape[0]} rows"
             )
         if request.vectors.shape[1] != self.dim or self.batcher.window_s <= 0:
-            return self.query(request)[0]  # (a wrong dimension raises there, alone)
-        return self.batcher.search(request.vectors[0], request.options())
+            return self.query(request, allow_partial=partial)[0]  # (a wrong dimension raises)
+        options = request.options()
+        if partial:  # only searches with the same options share a batch
+            options[_PARTIAL] = True
+        return self.batcher.search(request.vectors[0], options)
 
-    def _run_batch(self, vectors: np.ndarray, options: dict[str, Any]) -> list[list[ScoredPoint]]:
-        return self.query(SearchRequest(vectors=vectors, **options))
+    def _run_batch(self, vectors: np.ndarray, options: dict[str, Any]) -> list[Hits]:
+        options = dict(options)
+        partial = options.pop(_PARTIAL, False)
+        return self.query(SearchRequest(vectors=vectors, **options), allow_partial=partial)
 
-    def search_batch(self, vectors: Any, **options: Any) -> list[list[ScoredPoint]]:
+    def search_batch(
+        self, vectors: Any, *, allow_partial: bool = False, **options: Any
+    ) -> list[Hits]:
         """:meth:`search` for many query vectors at once (one call per shard)."""
-        return self.query(SearchRequest(vectors=vectors, **options))
+        request = SearchRequest(vectors=vectors, **options)
+        return self.query(request, allow_partial=_flag(allow_partial))
 
-    def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
-        """Run a :class:`~quiver.db.request.SearchRequest` over every shard and merge."""
+    def query(self, request: SearchRequest, *, allow_partial: bool = False) -> list[Hits]:
+        """Run a :class:`~quiver.db.request.SearchRequest` over every shard and merge.
+        ``allow_partial``: see :meth:`search`; every hit list has the ``coverage``."""
+        partial = _flag(allow_partial)
         exclude: list[Any] = [None] * request.n_queries
         if request.ids is not None:
             exclude = [check_id(self.id_type, i, "query_id") for i in request.ids]
@@ -223,15 +252,16 @@ class ClusterCollection:
                 )
         options = shard_options(request, self.shards, self._ef_exponent)
         options["vectors"] = vectors
-        answers = self._router.read(self.name, "search", self._all(options))
+        answers = self._router.read(self.name, "search", self._all(options), partial)
         higher = self.metric != "l2"
         return [
             merge_hits(
-                [answers[s][q] for s in range(self.shards)],
+                [answers[s][q] for s in sorted(answers)],
                 request.k,
                 request.offset,
                 higher,
                 exclude[q],
+                self.shards,
             )  # fmt: skip
             for q in range(len(vectors))
         ]
@@ -253,15 +283,42 @@ class ClusterCollection:
                 "in_sync": rs.in_sync, "replicas": replicas,
             })  # fmt: skip
         readable = all(len(s["in_sync"]) > 0 for s in shards)
+        indexes = {
+            key
+            for s in shards
+            for r in s["replicas"].values()
+            for key in r.get("payload_indexes", ())
+        }
         return {
             "name": self.name, "dim": self.dim, "metric": self.metric, "id_type": self.id_type,
             "status": "green" if readable else "degraded", "count": self.count(),
-            "shards": shards,
+            "params": dict(layout.build), "payload_indexes": sorted(indexes), "shards": shards,
         }  # fmt: skip
 
-    def snapshot(self, path: Any) -> Any:
-        """Not built for a cluster collection yet (docs/SCALING.md): each replica's collection
-        can be snapshot on its node."""
-        raise InvalidInputError(
-            f"snapshots of the cluster collection {self.name!r} are not supported yet"
-        )
+    def create_payload_index(self, key: str) -> None:
+        """Build the column of payload field ``key`` now on every replica (otherwise the first
+        filter on it builds it there); a replica added later builds it on first use."""
+        layout = self._router.collection(self.name)
+        for rs in layout.shards:
+            for node in rs.replicas:
+                self._router.read_one(node, "create_payload_index", self.name, rs.shard, key)
+
+    def snapshot(self, path: Any) -> Path:
+        """Write a snapshot of every shard (from its primary) and a manifest to one file at
+        ``path`` (:mod:`quiver.cluster.snapshots`: each shard a consistent cut, not one cut
+        across shards); restore with :meth:`quiver.Cluster.restore_snapshot`."""
+        layout = self._router.collection(self.name)
+        timeout_s = self._router.options.write_timeout_s
+        parts, seqs = [], []
+        for rs in layout.shards:
+            data, seq = self._router.read_one(
+                rs.primary, "snapshot_replica", self.name, rs.shard, timeout_s=timeout_s
+            )
+            parts.append(data)
+            seqs.append(seq)
+        manifest = {
+            "collection": self.name, "dim": self.dim, "metric": self.metric,
+            "id_type": self.id_type, "build": dict(layout.build), "shards": self.shards,
+            "replicas": self.replicas, "seqs": seqs,
+        }  # fmt: skip
+        return write_cluster_snapshot(Path(path), manifest, parts)

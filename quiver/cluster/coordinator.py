@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ class Coordinator:
         self._lock = threading.RLock()  # the map: held briefly, never across a call
         self._repair_lock = threading.RLock()  # one election or repair round at a time
         self._layout = load_layout(self._path)
+        #: (collection, shard, node) replicas being added (:meth:`add_replica`)
+        self._adding: set[tuple[str, int, str]] = set()
         self._stop = threading.Event()
         if heartbeat_s > 0:
             threading.Thread(
@@ -167,6 +170,85 @@ class Coordinator:
             for result in calls.gather(refs, NODE_TIMEOUT_S, targets):
                 if isinstance(result, BaseException):
                     logger.warning("dropping %r: %s (its files stay on that node)", name, result)
+
+    # ------------------------------------------------------------------ replica placement
+    def add_replica(self, name: str, shard: int, node: str) -> dict[str, Any]:
+        """Add a replica of ``shard`` of ``name`` on ``node`` while writes continue: created
+        empty, filled by the primary from a snapshot plus the log after it, then in sync.
+        Until then it is listed in the shard's replicas (not in sync, never read from).
+        Returns the shard's replica set."""
+        with self._repair_lock, self._lock:
+            rs = self._replica_set(name, shard)
+            if node not in self._layout.nodes:
+                raise InvalidInputError(
+                    f"node must be one of the cluster's nodes {self._layout.nodes}, got {node!r}"
+                )
+            if node in rs.replicas:
+                raise InvalidInputError(f"node {node} already holds shard {shard} of {name!r}")
+            layout = self._layout.collections[name]
+            calls.call(
+                self._node(node).create_replica.remote(
+                    name, shard, layout.dim, layout.metric, layout.id_type, layout.build
+                ),
+                NODE_TIMEOUT_S,
+                node,
+            )
+            rs.replicas.append(node)
+            self._save()
+            primary, epoch = rs.primary, rs.epoch
+            self._adding.add((name, shard, node))  # the tick leaves it to this call
+        try:  # the catch-up runs outside the repair lock: failure detection goes on meanwhile
+            calls.call(
+                self._node(primary).sync_follower.remote(name, shard, node, True),
+                NODE_TIMEOUT_S * 20,
+                primary,
+            )
+        finally:
+            self._adding.discard((name, shard, node))
+        with self._lock:
+            if rs.primary == primary and rs.epoch == epoch and node not in rs.in_sync:
+                rs.in_sync.append(node)  # (else the next tick brings it in sync)
+                self._save()
+            logger.info("shard %d of %r: replica added on %s", shard, name, node)
+            return asdict(rs)
+
+    def remove_replica(self, name: str, shard: int, node: str) -> dict[str, Any]:
+        """Remove the replica of ``shard`` of ``name`` on ``node`` (a primary hands over to
+        another in-sync replica first); refused when it is the shard's last in-sync replica.
+        Returns the shard's replica set."""
+        with self._repair_lock:
+            with self._lock:
+                rs = self._replica_set(name, shard)
+                if node not in rs.replicas:
+                    raise InvalidInputError(f"node {node} holds no replica of shard {shard}")
+                if [n for n in rs.in_sync if n != node] == []:
+                    raise InvalidInputError(
+                        f"node {node} holds the last in-sync replica of shard {shard} of "
+                        f"{name!r}: add another first"
+                    )
+            if rs.primary == node:
+                self._elect(name, rs, exclude={node})
+            calls.call(
+                self._node(rs.primary).drop_follower.remote(name, shard, node),
+                NODE_TIMEOUT_S,
+                rs.primary,
+            )
+            with self._lock:
+                rs.replicas = [n for n in rs.replicas if n != node]
+                rs.in_sync = [n for n in rs.in_sync if n != node]
+                self._save()
+            try:
+                calls.call(self._node(node).drop_replica.remote(name, shard), NODE_TIMEOUT_S, node)
+            except Exception as exc:  # noqa: BLE001 - the map no longer names it
+                logger.warning("shard %d of %r: replica on %s left: %s", shard, name, node, exc)
+            logger.info("shard %d of %r: replica removed from %s", shard, name, node)
+            return asdict(rs)
+
+    def _replica_set(self, name: str, shard: int) -> ReplicaSet:
+        shards = self._collection(name).shards
+        if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < len(shards):
+            raise InvalidInputError(f"shard must be in [0, {len(shards) - 1}], got {shard!r}")
+        return shards[shard]
 
     # ------------------------------------------------------------------ failures
     def followers_dropped(self, name: str, shard: int, nodes: list[str], epoch: int) -> None:
@@ -295,7 +377,7 @@ class Coordinator:
                 logger.warning("shard %d of %r unavailable: %s", rs.shard, name, exc)
                 return
         for node in rs.replicas:
-            if node in rs.in_sync or node not in alive:
+            if node in rs.in_sync or node not in alive or (name, rs.shard, node) in self._adding:
                 continue
             try:
                 calls.call(

@@ -14,6 +14,8 @@ Rules (docs/SCALING.md):
 * **Merge** by exact score (the shards return exact float32 rerank scores, so the merged order
   is the exact order of what they returned); ties by id, for a deterministic answer.
 * Filters, score thresholds and payload selection pass through unchanged.
+* **Partial results** (``allow_partial``): the merge of the shards that answered, with
+  ``coverage = shards answered / shards`` on each hit list (:class:`Hits`).
 """
 
 from __future__ import annotations
@@ -56,19 +58,40 @@ def shard_options(request: SearchRequest, shards: int, exponent: float) -> dict[
     return options
 
 
+class Hits(list):
+    """One query's merged hits (a list of :class:`ScoredPoint`, best first) and how many of
+    the collection's shards answered: ``coverage`` is ``shards_answered / shards`` (1.0 unless
+    the search allowed partial results and a whole shard was down)."""
+
+    def __init__(self, hits: list[ScoredPoint], shards_answered: int, shards: int) -> None:
+        super().__init__(hits)
+        self.shards_answered = shards_answered
+        self.shards = shards
+
+    @property
+    def coverage(self) -> float:
+        return self.shards_answered / self.shards
+
+    def __reduce__(self) -> tuple:  # pickled (Ray, the batcher) with its counts
+        return (Hits, (list(self), self.shards_answered, self.shards))
+
+
 def merge_hits(
     per_shard: list[list[ScoredPoint]],
     k: int,
     offset: int,
     higher_is_better: bool,
     exclude: Any = None,
-) -> list[ScoredPoint]:
-    """One query's hits from every shard -> the global top ``k`` after ``offset``, best first;
-    ``exclude``: an id left out (the query point of a search by id)."""
+    shards: int | None = None,
+) -> Hits:
+    """One query's hits from the shards that answered -> the global top ``k`` after
+    ``offset``, best first; ``exclude``: an id left out (the query point of a search by id);
+    ``shards``: how many shards the collection has (default: as many as answered)."""
     hits = [h for shard in per_shard for h in shard if exclude is None or h.id != exclude]
     sign = -1.0 if higher_is_better else 1.0
     hits.sort(key=lambda h: (sign * h.score, str(type(h.id)), h.id))
-    return hits[offset : offset + k]
+    total = len(per_shard) if shards is None else shards
+    return Hits(hits[offset : offset + k], len(per_shard), total)
 
 
 def merge_pages(pages: list[tuple[list[Point], Any]], limit: int) -> tuple[list[Point], Any]:

@@ -47,6 +47,10 @@ logger = logging.getLogger(__name__)
 FORWARD_TIMEOUT_S = 5.0
 #: Deadline of the primary's report of dropped followers to the coordinator.
 REPORT_TIMEOUT_S = 5.0
+#: A catch-up sends the log without the shard's lock until the follower is at most this many
+#: writes behind (or after ``CATCH_UP_ROUNDS`` rounds); the rest is sent under the lock.
+CATCH_UP_SLACK = 64
+CATCH_UP_ROUNDS = 20
 
 
 class Node:
@@ -68,6 +72,11 @@ class Node:
         warmup()  # compiled (or loaded) kernels before the first call has a deadline
         self._db = Database(self._dir / "db", fsync=fsync, num_threads=num_threads)
         self._replicas: dict[str, ShardReplica] = {}
+        #: (replica, follower) catch-ups in progress, as primary
+        self._catching_up: set[tuple[str, str]] = set()
+        #: replicas removed from this node in its lifetime (reads still routed here by a
+        #: router's cached map fail over instead of reporting a missing collection)
+        self._removed: set[str] = set()
         for cname in self._db.list_collections():
             self._replicas[cname] = ShardReplica(
                 self._db, self._db.get_collection(cname), self._log_dir(cname)
@@ -94,6 +103,7 @@ class Node:
         cname = replica_name(collection, shard)
         if cname in self._replicas:
             return
+        self._removed.discard(cname)
         coll = self._db.create_collection(
             cname, dim, metric, id_type=id_type, **BuildParams(**build).to_dict()
         )
@@ -104,6 +114,7 @@ class Node:
         replica = self._replicas.pop(cname, None)
         if replica is None:
             return
+        self._removed.add(cname)
         replica.close()
         self._db.drop_collection(cname)
         log_dir = self._log_dir(cname)
@@ -111,9 +122,14 @@ class Node:
         shutil.rmtree(log_dir, ignore_errors=True)
 
     def _replica(self, collection: str, shard: int) -> ShardReplica:
+        cname = replica_name(collection, shard)
         try:
-            return self._replicas[replica_name(collection, shard)]
+            return self._replicas[cname]
         except KeyError:
+            if cname in self._removed:
+                raise ReplicaUnavailableError(
+                    f"node {self.name} no longer holds shard {shard} of {collection!r} (moved)"
+                ) from None
             raise CollectionNotFoundError(
                 f"node {self.name} holds no replica of shard {shard} of {collection!r}"
             ) from None
@@ -157,49 +173,97 @@ class Node:
         try:
             self.sync_follower(collection, shard, follower)
             return True
-        except (calls.CallFailed, ReplicaGapError, StaleEpochError) as exc:
+        except (calls.CallFailed, ReplicaGapError, StaleEpochError, ReplicaUnavailableError) as exc:
             logger.warning("%s shard %d: %s not synced: %s", collection, shard, follower, exc)
             return False
 
-    def sync_follower(self, collection: str, shard: int, follower: str) -> str:
-        """(Primary) bring ``follower`` up to date and add it to the forwarding set.
+    def sync_follower(
+        self, collection: str, shard: int, follower: str, snapshot: bool = False
+    ) -> str:
+        """(Primary) bring ``follower`` up to date and add it to the forwarding set, while
+        writes continue.
 
-        Writes to the shard wait meanwhile (the replica lock), so the follower has every
-        write when it joins. Uses the retained log when the follower's last write is one of
-        the primary's, else a snapshot plus nothing after it. Returns "log" or "snapshot".
+        From a snapshot (when ``snapshot``, when the follower's last write is not one of this
+        replica's, or when it is no longer retained) or from the follower's last write, the
+        follower is sent the retained log after it in rounds, without the shard's lock, until
+        it is at most ``CATCH_UP_SLACK`` writes behind; the last round holds the lock (writes
+        wait only for that), so the follower has every write when it joins. Returns
+        "snapshot" or "log". One catch-up of a follower at a time
+        (:class:`ReplicaUnavailableError` for a second).
         """
         replica = self._replica(collection, shard)
-        handle = calls.actor(calls.node_actor_name(follower), self._namespace)
+        key = (replica_name(collection, shard), follower)
         with replica.lock:
-            if not replica.is_primary:
-                raise ReplicaUnavailableError(f"{self.name} is not primary of shard {shard}")
-            state = calls.call(handle.status.remote(collection, shard), FORWARD_TIMEOUT_S, follower)
-            how = "log"
-            if replica.epoch_at(state["last_seq"]) != state["last_epoch"]:
-                data, seq, epoch = replica.snapshot_bytes()
-                calls.call(
-                    handle.install_snapshot.remote(collection, shard, data, seq, epoch),
-                    FORWARD_TIMEOUT_S * 6,
-                    follower,
-                )
+            if key in self._catching_up:
+                raise ReplicaUnavailableError(f"{follower} is already catching up on {key[0]}")
+            self._catching_up.add(key)
+        try:
+            return self._catch_up(replica, collection, shard, follower, snapshot)
+        finally:
+            self._catching_up.discard(key)
+
+    def _catch_up(
+        self, replica: ShardReplica, collection: str, shard: int, follower: str, snapshot: bool
+    ) -> str:
+        handle = calls.actor(calls.node_actor_name(follower), self._namespace)
+        self._require_primary(replica, shard)
+        state = calls.call(handle.status.remote(collection, shard), FORWARD_TIMEOUT_S, follower)
+        seq, how = state["last_seq"], "log"
+        with replica.lock:  # (the snapshot is taken under the lock: a consistent cut)
+            replica.followers = [f for f in replica.followers if f != follower]
+            epoch = replica.epoch
+            if snapshot or replica.epoch_at(seq) != state["last_epoch"]:
+                data, seq, last_epoch = replica.snapshot_bytes()
                 how = "snapshot"
-                state = {"last_seq": seq}
-            ops = replica.ops_after(state["last_seq"])
+        if how == "snapshot":
             calls.call(
-                handle.apply_ops.remote(collection, shard, ops, replica.epoch),
+                handle.install_snapshot.remote(collection, shard, data, seq, last_epoch),
                 FORWARD_TIMEOUT_S * 6,
                 follower,
             )
+        sent = 0
+        for _ in range(CATCH_UP_ROUNDS):  # without the lock: writes go on meanwhile
+            with replica.lock:
+                self._require_primary(replica, shard)
+                if replica.last_seq - seq <= CATCH_UP_SLACK:
+                    break
+                if replica.epoch_at(seq) is None:
+                    raise ReplicaGapError(f"{follower}: seq {seq} is no longer retained")
+                ops = replica.ops_after(seq)
+            seq = self._send_ops(handle, collection, shard, follower, ops, epoch)
+            sent += len(ops)
+        with replica.lock:  # the last writes: the shard's writes wait for these only
+            self._require_primary(replica, shard)
+            ops = replica.ops_after(seq)
+            self._send_ops(handle, collection, shard, follower, ops, replica.epoch)
             calls.call(
                 handle.set_readable.remote(collection, shard, True), FORWARD_TIMEOUT_S, follower
             )
             if follower not in replica.followers:
                 replica.followers.append(follower)
-            logger.info(
-                "%s shard %d: %s in sync by %s (%d writes)", collection, shard, follower, how,
-                len(ops),
-            )  # fmt: skip
-            return how
+        logger.info(
+            "%s shard %d: %s in sync by %s (%d writes)", collection, shard, follower, how,
+            sent + len(ops),
+        )  # fmt: skip
+        return how
+
+    def _require_primary(self, replica: ShardReplica, shard: int) -> None:
+        if not replica.is_primary:
+            raise ReplicaUnavailableError(f"{self.name} is not primary of shard {shard}")
+
+    @staticmethod
+    def _send_ops(
+        handle: Any, collection: str, shard: int, follower: str, ops: list[Op], epoch: int
+    ) -> int:
+        """Apply ``ops`` on the follower; returns its last seq."""
+        ref = handle.apply_ops.remote(collection, shard, ops, epoch)
+        return calls.call(ref, FORWARD_TIMEOUT_S * 6, follower)
+
+    def drop_follower(self, collection: str, shard: int, follower: str) -> None:
+        """(Primary) stop forwarding writes to ``follower`` (its replica is being removed)."""
+        replica = self._replica(collection, shard)
+        with replica.lock:
+            replica.followers = [f for f in replica.followers if f != follower]
 
     # ------------------------------------------------------------------ follower side
     def apply_ops(self, collection: str, shard: int, ops: list[Op], epoch: int) -> int:
@@ -209,7 +273,7 @@ class Node:
         with replica.lock:
             replica.observe_epoch(epoch)
             for op in ops:
-                replica.apply(op)
+                replica.apply(op, epoch)
             return replica.last_seq
 
     def install_snapshot(
@@ -392,6 +456,26 @@ class Node:
         info = replica.collection.info()
         info.pop("path", None)
         return {**info, **replica.status()}
+
+    def snapshot_replica(self, collection: str, shard: int) -> tuple[bytes, int]:
+        """(Primary) a snapshot of the shard (a consistent cut) and the seq it holds every
+        write up to."""
+        replica = self._replica(collection, shard)
+        self._require_primary(replica, shard)
+        data, seq, _ = replica.snapshot_bytes()
+        return data, seq
+
+    def restore_replica(self, collection: str, shard: int, data: bytes, seq: int) -> None:
+        """Replace this replica by a shard snapshot holding the writes up to ``seq`` (the
+        restore of a cluster snapshot: every replica of the shard gets the same one, at epoch 0)
+        and serve reads."""
+        replica = self._replica(collection, shard)
+        with replica.lock:
+            replica.install_snapshot(data, seq, 0)
+            replica.readable = True
+
+    def create_payload_index(self, collection: str, shard: int, key: str) -> None:
+        self._replica(collection, shard).collection.create_payload_index(key)
 
     def checkpoint(self, collection: str, shard: int) -> None:
         self._replica(collection, shard).checkpoint()

@@ -174,14 +174,17 @@ class ShardReplica:
         else:
             raise InvalidInputError(f"unknown replicated operation {op.kind}")
 
-    def apply(self, op: Op) -> int:
+    def apply(self, op: Op, sender_epoch: int | None = None) -> int:
         """Apply one replicated write in seq order; return the replica's last seq.
 
         A seq already applied is skipped (idempotent retry); a gap raises
-        :class:`ReplicaGapError`; an older epoch raises :class:`StaleEpochError`.
+        :class:`ReplicaGapError`; a sender at an older epoch raises :class:`StaleEpochError`.
+        ``sender_epoch``: the epoch of the primary sending ``op`` (default ``op.epoch``). It is
+        what is fenced, not ``op.epoch``: a catch-up replays writes of earlier epochs that the
+        current primary holds, and they are as valid as when they were acknowledged.
         """
         with self.lock:
-            self.observe_epoch(op.epoch)
+            self.observe_epoch(op.epoch if sender_epoch is None else sender_epoch)
             if op.seq <= self.last_seq:
                 return self.last_seq
             if op.seq != self.last_seq + 1:

@@ -51,6 +51,10 @@ class RouterOptions:
     hedge_min_s: float = 0.02
     #: hedge delay while a shard has fewer than 20 latency samples
     hedge_default_s: float = 0.25
+    #: a shard none of whose in-sync replicas answered is asked again (on a fresh map) for
+    #: this long before the read fails or returns partial results: a replica that Ray
+    #: reports as briefly unavailable, or a failover, is waited out
+    unavailable_retry_s: float = 2.0
 
 
 @dataclass
@@ -138,17 +142,33 @@ class ShardRouter:
             return True
         return False
 
-    def read(self, coll: str, method: str, per_shard: dict[int, tuple]) -> dict[int, Any]:
+    def read(
+        self, coll: str, method: str, per_shard: dict[int, tuple], partial: bool = False
+    ) -> dict[int, Any]:
         """Call ``method(coll, shard, *args)`` on one in-sync replica of each shard in
         ``per_shard`` (shard -> args); returns shard -> result. Shards whose replicas all
-        failed are tried once more on a freshly read map (a failover may have changed it)
-        if time is left before the deadline."""
-        deadline = time.monotonic() + self.options.read_timeout_s
+        failed are tried again on a freshly read map (a failover may have changed it) for up
+        to ``unavailable_retry_s``, within the deadline. Shards that still failed raise
+        :class:`ShardUnavailableError`, or with ``partial`` are left out of the result (it
+        raises only when no shard answered)."""
+        start = time.monotonic()
+        deadline = start + self.options.read_timeout_s
+        retry_until = min(deadline, start + self.options.unavailable_retry_s)
         results, failed = self._read_round(coll, method, per_shard, deadline, refresh=False)
-        if failed and time.monotonic() < deadline:
+        pause = 0.02
+        while failed and time.monotonic() < retry_until:
+            time.sleep(min(pause, max(0.0, retry_until - time.monotonic())))
+            pause = min(pause * 2, 0.2)
             retry = {r.shard: per_shard[r.shard] for r in failed}
             more, failed = self._read_round(coll, method, retry, deadline, refresh=True)
             results.update(more)
+        if failed and partial and results:
+            logger.warning(
+                "collection %r: partial answer, shards %s unavailable",
+                coll,
+                sorted(r.shard for r in failed),
+            )
+            return results
         if failed:
             detail = "; ".join(
                 f"shard {r.shard}: {', '.join(r.errors) or 'no replica'}" for r in failed
@@ -222,10 +242,10 @@ class ShardRouter:
         self._suspect_until[node] = time.monotonic() + self.options.suspect_s
         self._handles.pop(node, None)
 
-    def read_one(self, node: str, method: str, *args: Any) -> Any:
-        """``method(*args)`` on one named node, within the read deadline."""
+    def read_one(self, node: str, method: str, *args: Any, timeout_s: float | None = None) -> Any:
+        """``method(*args)`` on one named node, within ``timeout_s`` (the read deadline)."""
         ref = getattr(self.node(node), method).remote(*args)
-        return calls.call(ref, self.options.read_timeout_s, node)
+        return calls.call(ref, timeout_s or self.options.read_timeout_s, node)
 
     # ------------------------------------------------------------------ writes
     def write(self, coll: str, method: str, per_shard: dict[int, tuple]) -> dict[int, Any]:

@@ -32,9 +32,10 @@ def single_request(body: QueryRequest, coll: Collection, limits: Limits) -> Sear
     return body.search_request(vectors=np.asarray(body.vector, dtype=np.float32))
 
 
-def hits_result(points: list[ScoredPoint], encoding: str) -> dict[str, Any]:
-    """One query's hits as a :class:`~quiver.server.schemas.QueryResult`."""
-    return {
+def hits_result(points: list[ScoredPoint], encoding: str, partial: bool = False) -> dict[str, Any]:
+    """One query's hits as a :class:`~quiver.server.schemas.QueryResult`; with ``partial``,
+    its ``coverage`` too (a cluster's hit lists carry it; an embedded search covers all)."""
+    out: dict[str, Any] = {
         "points": [
             {
                 "id": p.id,
@@ -45,6 +46,17 @@ def hits_result(points: list[ScoredPoint], encoding: str) -> dict[str, Any]:
             for p in points
         ]
     }
+    if partial:
+        out["coverage"] = float(getattr(points, "coverage", 1.0))
+    return out
+
+
+def _run(coll: Collection, request: SearchRequest, allow_partial: bool) -> list[Any]:
+    """``coll.query(request)``, allowing partial results where the collection can give them
+    (a cluster's; an embedded collection always answers whole)."""
+    if allow_partial and getattr(coll, "shards", None) is not None:
+        return coll.query(request, allow_partial=True)
+    return coll.query(request)
 
 
 @router.post(
@@ -59,7 +71,8 @@ async def query_points(
     request = single_request(body, coll, limits)
 
     def search() -> dict[str, Any]:  # search and serialise in one worker-pool call
-        return hits_result(coll.query(request)[0], body.vector_encoding)
+        hits = _run(coll, request, body.allow_partial)[0]
+        return hits_result(hits, body.vector_encoding, body.allow_partial)
 
     return await rendered(state, search, t0)
 
@@ -84,8 +97,8 @@ async def query_batch_points(
     limits.filter(body.filter)
 
     def search() -> Any:
-        results = coll.query(_batch_request(body, coll, limits))
-        return (hits_result(r, body.vector_encoding) for r in results)
+        results = _run(coll, _batch_request(body, coll, limits), body.allow_partial)
+        return (hits_result(r, body.vector_encoding, body.allow_partial) for r in results)
 
     return await rendered(state, search, t0)
 

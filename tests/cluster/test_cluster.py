@@ -8,6 +8,7 @@ restart. The failure tests change the cluster, so they come last.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -221,6 +222,78 @@ def test_cluster_info_and_collection_verbs(cluster) -> None:
         cluster.get_collection("info_probe")
 
 
+@contextlib.contextmanager
+def _writes_running(c, first_id: int, batch: int, seed: int):
+    """Upserts batches of ``batch`` new ids from ``first_id`` on (payload ``{"b": the batch's
+    first id}``) in a thread while the block runs; yields ``(acked, failures)``: id -> (the
+    batch's first id, when acknowledged), and the errors of the writes that failed."""
+    rng = np.random.default_rng(seed)
+    acked: dict[int, tuple[int, float]] = {}
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def write() -> None:
+        start = first_id
+        while not stop.is_set():
+            ids = list(range(start, start + batch))
+            try:
+                c.upsert(ids, rng.standard_normal((batch, DIM)), [{"b": start}] * batch)
+                acked.update(dict.fromkeys(ids, (start, time.monotonic())))
+            except Exception as exc:  # noqa: BLE001 - counted by the caller
+                failures.append(repr(exc))
+            start += batch
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        yield acked, failures
+    finally:
+        stop.set()
+        writer.join()
+
+
+def _replica_pages(name: str, nodes: list[str]) -> list:
+    options = {"limit": 10_000, "with_vector": True}
+    return [calls.call(_node(n).scroll.remote(name, 0, options), 60.0, n)[0] for n in nodes]
+
+
+def test_adding_and_moving_a_replica_while_writes_continue(cluster) -> None:
+    name = _name()
+    c = cluster.create_collection(name, DIM, shards=1, replicas=1)
+    ids, x, payloads = _points(2000, seed=12)
+    c.upsert(ids, x, payloads)
+    first = _shard(cluster, name).primary
+    second, third = [n for n in cluster.nodes if n != first]
+    with _writes_running(c, 10_000, 1, seed=13) as (acked, failures):
+        time.sleep(0.2)
+        started = time.monotonic()
+        added = cluster.add_replica(name, 0, second)
+        finished = time.monotonic()
+        time.sleep(0.2)
+    assert failures == []
+    assert sorted(added["in_sync"]) == sorted([first, second])
+    assert any(started < t < finished for _, t in acked.values())  # writes went on meanwhile
+    shard = cluster.cluster_info()["collections"][name]["shards"][0]
+    assert shard["catching_up"] == [] and {r["lag"] for r in shard["replicas"].values()} == {0}
+    pages = _replica_pages(name, [first, second])
+    assert len(pages[0]) == 2000 + len(acked) and pages[0] == pages[1]
+    with pytest.raises(quiver.InvalidInputError, match="already holds"):
+        cluster.add_replica(name, 0, second)
+    moved = cluster.move_replica(name, 0, first, third)  # the primary moves: a handover
+    assert sorted(moved["replicas"]) == sorted([second, third]) and moved["primary"] != first
+    assert moved["epoch"] > added["epoch"]
+    with pytest.raises(quiver.ReplicaUnavailableError, match="no longer holds"):
+        calls.call(_node(first).status.remote(name, 0), 30.0, first)
+    c.upsert([1], x[2:3], [{"moved": True}])
+    assert c.get(1).payload == {"moved": True} and c.count() == 2000 + len(acked)
+    pages = _replica_pages(name, [second, third])
+    assert pages[0] == pages[1]
+    assert cluster.remove_replica(name, 0, second)["replicas"] == [third]
+    with pytest.raises(quiver.InvalidInputError, match="last in-sync"):
+        cluster.remove_replica(name, 0, third)
+    cluster.drop_collection(name)
+
+
 def test_the_http_api_serves_the_cluster(cluster, data_dir, tmp_path) -> None:
     from fastapi.testclient import TestClient
 
@@ -247,11 +320,142 @@ def test_the_http_api_serves_the_cluster(cluster, data_dir, tmp_path) -> None:
         assert client.post(f"{base}/points/delete", json={"points": [7, 8]}).status_code == 200
         assert client.post(f"{base}/points/count", json={}).json()["result"] == {"count": 118}
         assert client.get(f"{base}/points/7").status_code == 404
-        assert client.post(f"{base}/snapshots").status_code == 400  # not built for clusters
+        r = client.post(f"{base}/snapshots")  # one file: every shard's snapshot + manifest
+        assert r.status_code == 200, r.text
+        copy = _name()
+        body = {"snapshot": r.json()["result"]["name"], "from_collection": name}
+        r = client.put(f"/collections/{copy}/snapshots/recover", json=body)
+        assert r.status_code == 200, r.text
+        assert client.post(f"/collections/{copy}/points/count", json={}).json()["result"] == {
+            "count": 118
+        }
+        assert client.delete(f"/collections/{copy}").status_code == 200
         assert client.get("/collections/missing").status_code == 404
         assert client.get(base).json()["result"]["status"] == "green"
         assert client.delete(base).status_code == 200
     assert name not in cluster.list_collections()
+
+
+@pytest.fixture
+def http_server(cluster, data_dir, tmp_path):
+    """The server app over the cluster (``quiver serve --cluster``) in a thread of this
+    process (connected to the Ray cluster), on 127.0.0.1; yields its URL."""
+    import socket
+
+    import uvicorn
+
+    from quiver.server import Settings, create_app
+
+    settings = Settings(
+        db_dir=data_dir, snapshot_dir=tmp_path / "snapshots", access_log=False, threads=1,
+        cluster="local", cluster_namespace=NAMESPACE, cluster_shards=3, cluster_replicas=2,
+    )  # fmt: skip
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    import httpx
+
+    _wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, lambda: "server ready")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=60)
+    sock.close()
+
+
+def test_the_qdrant_client_works_against_the_cluster(http_server) -> None:
+    qdrant_client = pytest.importorskip("qdrant_client")
+    models = qdrant_client.models
+    client = qdrant_client.QdrantClient(url=http_server, prefix="qdrant", timeout=60)
+    name = _name()
+    _, x, payloads = _points(150, seed=14)
+    client.create_collection(
+        name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    )
+    assert client.collection_exists(name)
+    uuids = [str(uuid.UUID(int=500 + i)) for i in range(50)]
+    ids = list(range(100)) + uuids  # integer and UUID ids (spread over the 3 shards)
+    client.upsert(
+        name,
+        points=[
+            models.PointStruct(id=ids[i], vector=x[i].tolist(), payload=payloads[i])
+            for i in range(150)
+        ],
+        wait=True,
+    )
+    info = client.get_collection(name)
+    assert info.points_count == 150 and info.config.params.vectors.size == DIM
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    exact = [ids[i] for i in np.argsort(-(xn @ xn[120]))[:5]]
+    hits = client.query_points(
+        name, query=x[120].tolist(), limit=5, search_params=models.SearchParams(hnsw_ef=150)
+    ).points
+    assert [h.id for h in hits] == exact
+    red = models.Filter(
+        must=[models.FieldCondition(key="colour", match=models.MatchValue(value="red"))]
+    )
+    assert client.count(name, count_filter=red).count == 50
+    filtered = client.query_points(name, query=x[3].tolist(), query_filter=red, limit=3).points
+    assert filtered[0].id == 3 and all(i % 3 == 0 for i in (ids.index(h.id) for h in filtered))
+    seen, offset = [], None
+    while True:
+        page, offset = client.scroll(name, limit=40, offset=offset)
+        seen += [p.id for p in page]
+        if offset is None:
+            break
+    assert sorted(map(str, seen)) == sorted(map(str, ids))
+    got = client.retrieve(name, [7, uuids[3], 999])
+    assert [p.id for p in got] == [7, uuids[3]] and got[0].payload == payloads[7]
+    client.create_payload_index(name, "size", field_schema=models.PayloadSchemaType.INTEGER)
+    assert client.get_collection(name).payload_schema["size"].points == 150
+    client.set_payload(name, payload={"tag": "x"}, points=[12, uuids[2]])
+    assert client.retrieve(name, [12])[0].payload == {**payloads[12], "tag": "x"}
+    client.delete(name, points_selector=models.PointIdsList(points=[0, uuids[0]]))
+    small = models.Filter(must=[models.FieldCondition(key="size", range=models.Range(lt=2))])
+    client.delete(name, points_selector=models.FilterSelector(filter=small))
+    assert client.count(name).count == 150 - 2 - 4  # size < 2: rows 1, 50, 51, 101 left
+    assert client.delete_collection(name)
+    assert not client.collection_exists(name)
+    client.close()
+
+
+def test_a_snapshot_restores_every_shard(cluster, tmp_path) -> None:
+    c = cluster.create_collection(_name(), DIM, shards=3, replicas=2)
+    ids, x, payloads = _points(300, seed=15)
+    c.upsert(ids, x, payloads)
+    c.delete([0, 1, 2])
+    file = c.snapshot(tmp_path / "c.snapshot")
+    c.upsert([3], x[4:5], [{"after": True}])  # not in the snapshot
+    copy = cluster.restore_snapshot(file, _name(), replicas=1)
+    assert (copy.shards, copy.replicas, copy.count()) == (3, 1, 297)
+    before = {p.id: (p.payload, list(p.vector)) for p in c.retrieve(ids[4:], with_vector=True)}
+    after = {p.id: (p.payload, list(p.vector)) for p in copy.retrieve(ids, with_vector=True)}
+    assert after.pop(3)[0] == payloads[3] and after == before
+    assert copy.search(x[10], k=1)[0].id == 10
+    copy.upsert([1000], x[:1])  # a restored shard takes writes after its snapshot's seq
+    assert copy.count() == 298
+    again = cluster.restore_snapshot(file, _name())  # 2 replicas each: they agree
+    again.upsert([1000], x[:1])
+    layout = cluster._router.collection(again.name)
+    for rs in layout.shards:
+        pages = [
+            calls.call(_node(n).scroll.remote(again.name, rs.shard, {"limit": 1000}), 60.0, n)
+            for n in rs.replicas
+        ]
+        assert pages[0] == pages[1] and len(rs.in_sync) == 2
+    damaged = tmp_path / "damaged.snapshot"
+    data = bytearray(file.read_bytes())
+    data[2048] ^= 0xFF  # inside the first shard's member
+    damaged.write_bytes(bytes(data))
+    name = _name()
+    with pytest.raises(quiver.CorruptIndexError, match="checksum"):
+        cluster.restore_snapshot(damaged, name)
+    assert name not in cluster.list_collections()  # nothing was created
+    for coll in (c, copy, again):
+        cluster.drop_collection(coll.name)
 
 
 def _recall(collection, queries, truth) -> float:
@@ -320,36 +524,15 @@ def _sync_state(cluster, name: str) -> str:
 def test_killing_node_actors_during_writes_loses_no_acknowledged_write(cluster) -> None:
     name = _name()
     c = cluster.create_collection(name, DIM, shards=3, replicas=2)
-    rng = np.random.default_rng(4)
-    acked: dict[int, int] = {}
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def write() -> None:
-        start = 0
-        while not stop.is_set():
-            ids = list(range(start, start + 20))
-            try:
-                c.upsert(ids, rng.standard_normal((20, DIM)), [{"b": start}] * 20)
-                acked.update(dict.fromkeys(ids, start))
-            except Exception as exc:  # noqa: BLE001 - counted, asserted below
-                failures.append(repr(exc))
-            start += 20
-
-    writer = threading.Thread(target=write)
-    writer.start()
-    try:
+    with _writes_running(c, 0, 20, seed=4) as (acked, failures):
         for victim in cluster.nodes[:2]:
             time.sleep(1.5)
             ray.kill(_node(victim), no_restart=False)  # Ray restarts it
         time.sleep(2.0)
-    finally:
-        stop.set()
-        writer.join()
     assert failures == [] and len(acked) >= 100
     _wait_until(lambda: _all_in_sync(cluster, name), lambda: _sync_state(cluster, name))
     found = {p.id: p.payload["b"] for p in c.retrieve(list(acked))}
-    assert found == acked  # every acknowledged write, with its own payload
+    assert found == {i: b for i, (b, _) in acked.items()}  # each acknowledged write, its payload
     for shard in cluster.cluster_info()["collections"][name]["shards"]:
         counts = {r["count"] for r in shard["replicas"].values()}
         assert len(counts) == 1, shard  # the replicas agree
@@ -382,8 +565,12 @@ def _restart_node(cluster, data_dir, victim: str) -> None:
     launch.start_node(victim, node_id, data_dir, NAMESPACE, options)
 
 
+def _shard_layout(cluster, name: str, shard: int):
+    return cluster._router.layout(refresh=True).collections[name].shards[shard]
+
+
 def _shard(cluster, name: str):
-    return cluster._router.layout(refresh=True).collections[name].shards[0]
+    return _shard_layout(cluster, name, 0)
 
 
 def test_a_follower_that_missed_writes_catches_up_identical(cluster, data_dir) -> None:
@@ -429,6 +616,58 @@ def test_failover_fences_the_old_epoch(cluster, data_dir) -> None:
     _wait_until(lambda: _all_in_sync(cluster, name), lambda: _sync_state(cluster, name))
     assert c.count() == 60
     assert ray.get(_node(old.primary).status.remote(name, 0))["epoch"] == new.epoch
+
+
+def test_a_whole_shard_down_gives_503_or_partial_results(cluster, data_dir, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    from quiver.cluster.hashing import shard_of
+    from quiver.server import Settings, create_app
+
+    name = _name()
+    c = cluster.create_collection(name, DIM, shards=3, replicas=1)
+    ids, x, _ = _points(300, seed=11)
+    c.upsert(ids, x)
+    live = [i for i in ids if shard_of(i, 3) != 1]
+    settings = Settings(
+        db_dir=data_dir, snapshot_dir=tmp_path / "snapshots", access_log=False, threads=1,
+        cluster="local", cluster_namespace=NAMESPACE,
+    )  # fmt: skip
+    url = f"/collections/{name}/points/query"
+    with TestClient(create_app(settings)) as client:
+        _wait_until(lambda: client.get("/readyz").status_code == 200, lambda: "server ready")
+        whole = client.post(url, json={"vector": x[0].tolist(), "allow_partial": True})
+        assert whole.json()["result"]["coverage"] == 1.0
+        assert "coverage" not in client.post(url, json={"vector": x[0].tolist()}).json()["result"]
+        down = _shard_layout(cluster, name, 1).primary
+        ray.kill(_node(down), no_restart=True)
+        try:
+            with pytest.raises(quiver.ShardUnavailableError, match="shard 1"):
+                c.search(x[live[0]], k=5)
+            hits = c.search(x[live[0]], k=5, allow_partial=True)
+            assert hits[0].id == live[0] and hits.coverage == pytest.approx(2 / 3)
+            assert all(shard_of(h.id, 3) != 1 for h in hits)
+            batch = c.search_batch(x[live[:4]], k=3, allow_partial=True)
+            assert [b[0].id for b in batch] == live[:4]
+            assert [b.coverage for b in batch] == [pytest.approx(2 / 3)] * 4
+            with pytest.raises(quiver.InvalidInputError, match="allow_partial"):
+                c.search(x[0], allow_partial="yes")
+            assert client.post(url, json={"vector": x[0].tolist()}).status_code == 503
+            r = client.post(url, json={"vector": x[live[1]].tolist(), "allow_partial": True})
+            assert r.status_code == 200, r.text
+            result = r.json()["result"]
+            assert result["points"][0]["id"] == live[1]
+            assert result["coverage"] == pytest.approx(2 / 3)
+            r = client.post(
+                f"{url}/batch", json={"vectors": x[live[:2]].tolist(), "allow_partial": True}
+            )
+            assert [q["coverage"] for q in r.json()["result"]] == [pytest.approx(2 / 3)] * 2
+        finally:
+            _restart_node(cluster, data_dir, down)
+    _wait_until(  # the restarted replica is re-promoted: whole answers again
+        lambda: c.search(x[1], k=1, allow_partial=True).coverage == 1.0,
+        lambda: _sync_state(cluster, name),
+    )
 
 
 def test_coordinator_restart_keeps_the_map(cluster) -> None:

@@ -4,6 +4,7 @@ shard replica's log, fencing and catch-up."""
 from __future__ import annotations
 
 import json
+import pickle
 import subprocess
 import sys
 import threading
@@ -109,6 +110,11 @@ def test_merge_hits_orders_by_exact_score_and_pages_by_id() -> None:
     assert [h.id for h in merge_hits([a, b], 3, 0, True)] == [2, 1, 3]
     assert [h.id for h in merge_hits([a, b], 2, 1, True, exclude=1)] == [3, 4]
     assert [h.id for h in merge_hits([a, b], 2, 0, False)] == [5, 3]  # l2: smaller first
+    assert merge_hits([a, b], 3, 0, True).coverage == 1.0
+    partial = merge_hits([a], 3, 0, True, shards=3)  # one of three shards answered
+    assert [h.id for h in partial] == [1, 4] and partial.coverage == pytest.approx(1 / 3)
+    again = pickle.loads(pickle.dumps(partial))  # crosses processes with its counts
+    assert again == partial and (again.shards_answered, again.shards) == (1, 3)
     pages = [([Point(1), Point(5)], 9), ([Point(2), Point(3)], None), ([Point(4)], None)]
     points, nxt = merge_pages(pages, 3)
     assert [p.id for p in points] == [1, 2, 3] and nxt == 4
@@ -141,14 +147,20 @@ def test_replica_applies_in_order_skips_repeats_refuses_gaps_and_stale_epochs(tm
     with pytest.raises(quiver.StaleEpochError, match="epoch 1"):
         replica.apply(_op(4, 1, [4], rng))
     assert (replica.last_seq, replica.epoch, replica.collection.count()) == (3, 2, 2)
-    assert [op.seq for op in replica.ops_after(1)] == [2, 3]
-    assert replica.epoch_at(3) == 2 and replica.epoch_at(1) == 1 and replica.epoch_at(9) is None
+    # a catch-up: the primary of epoch 3 replays a write it holds from epoch 1 (a write of an
+    # earlier epoch is fenced by its sender's epoch, not its own)
+    assert replica.apply(_op(4, 1, [4], rng), sender_epoch=3) == 4
+    with pytest.raises(quiver.StaleEpochError, match="epoch 2"):
+        replica.apply(_op(5, 2, [5], rng), sender_epoch=2)
+    assert (replica.last_seq, replica.epoch, replica.collection.count()) == (4, 3, 3)
+    assert [op.seq for op in replica.ops_after(1)] == [2, 3, 4]
+    assert replica.epoch_at(3) == 2 and replica.epoch_at(4) == 1 and replica.epoch_at(9) is None
     replica.close()
     replica.db.close()
     again = _replica(tmp_path)  # the epoch and the log survive a restart
-    assert (again.last_seq, again.last_epoch, again.epoch) == (3, 2, 2)
+    assert (again.last_seq, again.last_epoch, again.epoch) == (4, 1, 3)
     assert not again.readable and not again.is_primary
-    assert again.collection.count() == 2
+    assert again.collection.count() == 3
     again.close()
     again.db.close()
 

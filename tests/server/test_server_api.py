@@ -272,6 +272,22 @@ def test_query_by_vector_and_by_id(client: TestClient, name: str) -> None:
     assert_error(client.post(url, json={"query_id": 424242}), 404, "point_not_found")
 
 
+def test_query_allow_partial_reports_full_coverage_on_a_database(
+    client: TestClient, name: str
+) -> None:
+    x = seed_collection(client, name)
+    url = f"/collections/{name}/points/query"
+    r = client.post(url, json={"vector": x[5].tolist(), "k": 3, "allow_partial": True})
+    assert r.json()["result"]["coverage"] == 1.0 and r.json()["result"]["points"][0]["id"] == 5
+    assert "coverage" not in client.post(url, json={"vector": x[5].tolist()}).json()["result"]
+    batch = {"vectors": x[4:6].tolist(), "k": 2, "allow_partial": True}
+    assert [q["coverage"] for q in client.post(f"{url}/batch", json=batch).json()["result"]] == [
+        1.0,
+        1.0,
+    ]
+    assert client.post(url, json={"vector": x[5].tolist(), "allow_partial": "x"}).status_code == 422
+
+
 def test_query_filter_and_threshold(client: TestClient, name: str) -> None:
     x = seed_collection(client, name)
     url = f"/collections/{name}/points/query"
