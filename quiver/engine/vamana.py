@@ -64,6 +64,16 @@ READAHEAD_PAGES = 2048
 MIN_QUERIES_PER_THREAD = 8
 
 
+def _no_results(
+    ids: np.ndarray, dists: np.ndarray, ndist: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The output arrays of a search that finds nothing: -1 ids, inf distances, 0 work."""
+    ids.fill(-1)
+    dists.fill(np.inf)
+    ndist.fill(0)
+    return ids, dists, ndist
+
+
 def _check_float_access(mode: str) -> None:
     if mode not in FLOAT_ACCESS:
         raise InvalidInputError(f"float_access must be one of {FLOAT_ACCESS}, got {mode!r}")
@@ -411,11 +421,12 @@ class VamanaIndex:
         rows with ``plan.return_rows``; (q, k) padded with -1 / inf.
         """
         nq, k = queries.shape[0], plan.k
-        out_ids = np.full((nq, k), -1, dtype=np.int64)
-        out_dists = np.full((nq, k), np.inf, dtype=np.float32)
-        out_ndist = np.zeros(nq, dtype=np.int64)
+        # the kernels write every row (ids -1 / inf padded, a count per query): no fill here
+        out_ids = np.empty((nq, k), dtype=np.int64)
+        out_dists = np.empty((nq, k), dtype=np.float32)
+        out_ndist = np.empty(nq, dtype=np.int64)
         if state.count == 0 or nq == 0:
-            return out_ids, out_dists, out_ndist
+            return _no_results(out_ids, out_dists, out_ndist)
         selection = plan.selection
         if selection is None:
             # deleted rows are skipped through the shared live flags, read as they change
@@ -425,7 +436,7 @@ class VamanaIndex:
             mode = MODE_SCAN if selection.scan else MODE_FILTERED
             admit, rows, row_codes = selection.admit, selection.rows, selection.row_codes
             if rows.shape[0] == 0:
-                return out_ids, out_dists, out_ndist
+                return _no_results(out_ids, out_dists, out_ndist)
         threads = min(self._threads(num_threads), max(1, nq // MIN_QUERIES_PER_THREAD))
         labels = state.rows if plan.return_rows else state.labels
         # RAM-budget mode: the kernels stop at the candidates, whose rows are read ahead
