@@ -95,7 +95,8 @@ def test_ram_budget_child_measures_a_saved_index(tmp_path, monkeypatch, mode):
         repeats=2,
         single=5,
         ef=[(10, None), (60, 60)],
-        probe=False,
+        cgroup=None,
+        share=0.25,
     )
     rows = ram_budget.child(args)
     assert [(r["ef"], r["rerank"]) for r in rows] == [(10, 10), (60, 60)]

@@ -8,14 +8,12 @@ float32 vectors live in files and only the rerank reads them. Each measurement r
 child process placed in its own memory cgroup (v2 ``memory.max``, or v1
 ``memory.limit_in_bytes``, which both count the page cache), so that the kernel keeps at most
 the allowed share of the float file in the page cache and the rerank reads the rest from disk.
-The limit is
-
-    base + 32 MB + hot + share x float file
-
-where ``base`` is what the cgroup of a child that imported quiver and compiled its kernels is
-charged at its peak (measured first, in a group without a binding limit), ``hot`` the index's
-``hot_bytes`` and the float file the sum of its ``vectors-*.arrow`` segments. The page-cache
-pages of the index files are dropped (``POSIX_FADV_DONTNEED``) before each child starts.
+Each child opens its index, loads the queries and runs two queries (every kernel loaded), drops
+the float file's cached pages, then caps its own cgroup at its anonymous memory at that moment
+(the interpreter's heap, JIT code, the hot set, the queries) + 48 MB for library code +
+``--share`` x the float file: the process keeps what it holds and may cache only about that
+share of the float vectors (quiver's "hot + 25 % of the floats"). The page-cache pages of the index
+files are dropped (``POSIX_FADV_DONTNEED``) before each child starts.
 
 Per mode (``float_access`` of ``Index.open``: ``advised`` reads each group's rerank rows ahead,
 ``mapped`` faults them in one by one) and per ef, after one untimed pass over the queries:
@@ -28,7 +26,8 @@ reported. Needs root and a writable cgroup memory controller; exits with a messa
 ``--modes diskann-disk`` measures DiskANN's disk index (the harness adapter
 ``diskann-disk-R64-L128``: PQ codes in RAM, graph and vectors read from its file by its own
 I/O) the same way: built once without a limit into ``<set dir>/diskann-disk``, then searched
-without and with the same limit; its recall comes from the exact distances of the ids it
+without and with a limit set by the same rule (its own usage once loaded + the same share of
+quiver's float file); its recall comes from the exact distances of the ids it
 returns. Other peers keep their vectors in RAM and are not run under the limit.
 
 Sets: any harness set (``python -m bench list``; its default index is built once and saved
@@ -42,6 +41,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -57,10 +57,9 @@ from bench.measure.million import _evict, load_average
 CGROUP_V1 = Path("/sys/fs/cgroup/memory")
 CGROUP_V2 = Path("/sys/fs/cgroup")
 MB = 1e6
-#: Added to the probe's peak for what the probe does not allocate (queries, ground truth, the
-#: search's scratch and results, a peer's libraries): without it a 20k run was OOM-killed.
-HEADROOM = 32 * 1024 * 1024
-UNLIMITED = 1 << 40  # a cgroup "limit" that never binds: measures what a child is charged
+UNLIMITED = 1 << 40  # a cgroup "limit" that never binds (the child sets its own)
+CODE_PAGES = 48 * 1024 * 1024  # room for the library code pages a search touches
+BUILD_TIMEOUT = 3600  # seconds for building a peer's index (not a measurement)
 
 
 # --------------------------------------------------------------------------- data
@@ -85,6 +84,10 @@ def _paths(set_name: str) -> tuple[Path, Path, Path, Path]:
         np.save(directory / "test.npy", np.ascontiguousarray(ds.test))
         np.save(directory / "distances.npy", np.ascontiguousarray(ds.distances))
         np.save(directory / "train.npy", np.ascontiguousarray(ds.train))  # for peers
+    if not (directory / "train.npy").is_file():  # a set dir made before peers were measured
+        from bench.harness.sets import load_dataset
+
+        np.save(directory / "train.npy", np.ascontiguousarray(load_dataset(set_name).train))
     return index_dir, directory / "test.npy", directory / "distances.npy", directory
 
 
@@ -144,20 +147,17 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
     import numba
 
     import quiver
-    from bench.harness.memory import rss_breakdown
 
     numba.set_num_threads(args.threads)
     quiver.warmup()
-    if args.probe:
-        row = {"step": "probe", "base_rss": rss_breakdown()["total"]}
-        print(json.dumps(row), flush=True)
-        return [row]
     index_dir, queries_file, truth_file, set_dir = _paths(args.set)
     queries = np.load(queries_file)
     truth = np.load(truth_file)
     if args.mode == PEER:
         return _peer_child(args, set_dir, queries, truth)
     index = quiver.Index.open(index_dir, num_threads=args.threads, float_access=args.mode)
+    index.search(queries[:2], k=10, ef=16)  # every kernel loaded before the usage is read
+    limit = _limit_self(args, index_dir)
     rows = []
     for ef, rerank in args.ef:
         load_start = load_average()
@@ -178,6 +178,7 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
             single.append(time.perf_counter() - t0)
         row = {
             "mode": args.mode,
+            "memory_limit_mb": None if limit is None else round(limit / MB, 1),
             "reads_ahead": index.reads_ahead,
             "ef": ef,
             "rerank": rerank or ef,
@@ -197,6 +198,30 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _float_files(index_dir: Path) -> list[Path]:
+    manifest = json.loads((index_dir / "manifest.json").read_text())
+    return [index_dir / s["file"] for s in manifest["segments"]]
+
+
+def _limit_self(args: argparse.Namespace, index_dir: Path) -> int | None:
+    """In a limited child (``--cgroup``): drop the float file's cached pages, then cap this
+    process's own cgroup at its anonymous memory (the interpreter's heap, JIT code, the opened
+    index's hot set, the queries) + :data:`CODE_PAGES` + ``share`` x the float file."""
+    if not args.cgroup:
+        return None
+    from bench.harness.memory import rss_breakdown
+
+    _, limit_file, _ = _cgroup_root()
+    _evict(_float_files(index_dir))
+    # the process's anonymous memory (heap, hot set, JIT code) plus CODE_PAGES for the library
+    # code it runs: counting every mapped library page (~150 MB, mostly cold) let the kernel
+    # evict them and cache nearly all the floats instead (no reads at share 0.25 on 181k)
+    floats = sum(f.stat().st_size for f in _float_files(index_dir))
+    limit = int(rss_breakdown()["anon"] + CODE_PAGES + args.share * floats)
+    (Path(args.cgroup) / limit_file).write_text(str(limit))
+    return limit
+
+
 PEER = "diskann-disk"  # the --modes name of DiskANN's disk index
 PEER_ALGORITHM = "diskann-disk-R64-L128"  # its harness adapter (same build parameters)
 
@@ -214,11 +239,15 @@ def _peer_child(args, set_dir: Path, queries: np.ndarray, truth: np.ndarray) -> 
     if args.build:
         if not folder.is_dir():
             staging = set_dir / f"{PEER}.partial"
-            staging.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(staging, ignore_errors=True)  # a build cut short
+            staging.mkdir(parents=True)
             adapter.build(np.asarray(train), str(staging))
             staging.rename(folder)
         return []
     adapter.open(str(folder))
+    adapter.set_query_arguments(args.ef[0][0])
+    adapter.batch_query(queries[:2], 10)  # its search contexts allocated before the usage
+    limit = _limit_self(args, set_dir / "index")
     unit = queries / np.linalg.norm(queries, axis=1, keepdims=True)
 
     def distances(ids: np.ndarray) -> np.ndarray:
@@ -247,6 +276,7 @@ def _peer_child(args, set_dir: Path, queries: np.ndarray, truth: np.ndarray) -> 
         batch_queries = args.repeats * len(queries)
         row = {
             "mode": PEER,
+            "memory_limit_mb": None if limit is None else round(limit / MB, 1),
             "algorithm": PEER_ALGORITHM,
             "ef": ef,
             "rerank": None,
@@ -290,21 +320,20 @@ def _bounded(cmd: list[str], timeout: float, preexec=None) -> subprocess.Complet
     return subprocess.CompletedProcess(cmd, proc.returncode, out)
 
 
-def _run_child(
-    args: argparse.Namespace, mode: str, limit: int | None, probe: bool = False, build=False
-):
+def _run_child(args: argparse.Namespace, mode: str, limit: int | None, build: bool = False):
     index_dir, _, _, _ = _paths(args.set)
     _evict(sorted(index_dir.glob("*")))
     cmd = [
         sys.executable, "-m", "bench.measure.ram_budget", "--child", "--set", args.set,
         "--mode", mode, "--threads", str(args.threads), "--repeats", str(args.repeats),
         "--single", str(args.single), "--ef", *map(_ef_text, args.ef),
-    ] + (["--probe"] if probe else []) + (["--build"] if build else [])  # fmt: skip
+    ] + (["--build"] if build else [])  # fmt: skip
     if limit is None:
-        proc = _bounded(cmd, args.timeout)
+        proc = _bounded(cmd, max(args.timeout, BUILD_TIMEOUT) if build else args.timeout)
         peak = None
     else:
         with memory_cgroup(limit) as group:
+            cmd += ["--cgroup", str(group), "--share", str(args.share)]
             _, _, usage_file = _cgroup_root()
             procs = str(group / "cgroup.procs")
 
@@ -325,7 +354,7 @@ def _run_child(
                      "returncode": proc.returncode, "timeout_s": args.timeout}
                 )  # fmt: skip
     for row in rows:
-        row["memory_limit_mb"] = None if limit is None else round(limit / MB, 1)
+        row.setdefault("memory_limit_mb", None)
         row["cgroup_peak_mb"] = None if peak is None else round(peak / MB, 1)
     return rows
 
@@ -348,7 +377,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=600, help="seconds per child (mode)")
     p.add_argument("--out", type=Path)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--cgroup", help=argparse.SUPPRESS)
     p.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", default="mapped", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -359,21 +388,15 @@ def main(argv: list[str] | None = None) -> None:
     index_dir, _, _, _ = _paths(args.set)
     manifest = json.loads((index_dir / "manifest.json").read_text())
     floats = sum((index_dir / s["file"]).stat().st_size for s in manifest["segments"])
-    # what the cgroup is charged for a child that imported quiver and compiled its kernels
-    # (its RSS would also count shared libraries whose pages other groups already hold)
-    probe = _run_child(args, "mapped", UNLIMITED, probe=True)[0]
-    base = int(probe["cgroup_peak_mb"] * MB)
     import quiver
 
     hot = quiver.Index.open(index_dir, float_access="mapped").stats()["hot_bytes"]
-    limit = int(base + HEADROOM + hot + args.share * floats)
+    limit = UNLIMITED  # each limited child caps its own group once loaded (_limit_self)
     facts = {
         "set": args.set,
         "share": args.share,
         "float_file_mb": round(floats / MB, 1),
         "hot_mb": round(hot / MB, 1),
-        "base_mb": round(base / MB, 1),
-        "headroom_mb": round(HEADROOM / MB, 1),
         "command": "python -m bench.measure.ram_budget " + " ".join(argv or sys.argv[1:]),
     }
     rows = [{**row, "limited": False} for row in _run_child(args, "mapped", None)]
