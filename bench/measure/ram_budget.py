@@ -160,22 +160,13 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
     limit = _limit_self(args, index_dir)
     rows = []
     for ef, rerank in args.ef:
-        load_start = load_average()
-        # untimed: the page cache reaches its steady state
-        index.search(queries, k=10, ef=ef, rerank=rerank)
-        read0, faults0 = _read_bytes(), _major_faults()
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            _, dists = index.search(queries, k=10, ef=ef, rerank=rerank)
-            times.append(time.perf_counter() - t0)
-        batch_queries = args.repeats * len(queries)
-        read1, faults1 = _read_bytes(), _major_faults()
-        single = []
-        for q in queries[: args.single]:
-            t0 = time.perf_counter()
-            index.search(q, k=10, ef=ef, rerank=rerank, num_threads=1)
-            single.append(time.perf_counter() - t0)
+        row = _measure(
+            args,
+            queries,
+            truth,
+            lambda e=ef, r=rerank: index.search(queries, k=10, ef=e, rerank=r).distances,
+            lambda q, e=ef, r=rerank: index.search(q, k=10, ef=e, rerank=r, num_threads=1),
+        )
         row = {
             "mode": args.mode,
             "memory_limit_mb": None if limit is None else round(limit / MB, 1),
@@ -183,19 +174,45 @@ def child(args: argparse.Namespace) -> list[dict[str, Any]]:
             "ef": ef,
             "rerank": rerank or ef,
             "threads": args.threads,
-            "recall_at_10": round(quiver.recall_at_k(dists, truth, 10), 4),
-            "qps": round(len(queries) / float(np.median(times))),
-            "qps_all_passes": [round(len(queries) / t) for t in times],
-            "single_p50_ms": round(float(np.percentile(single, 50)) * 1e3, 3),
-            "single_p99_ms": round(float(np.percentile(single, 99)) * 1e3, 3),
-            "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
-            "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
-            "loadavg_start": load_start,
-            "loadavg_end": load_average(),
+            **row,
         }
         print(json.dumps(row), flush=True)  # a timed-out child keeps what it measured
         rows.append(row)
     return rows
+
+
+def _measure(args, queries: np.ndarray, truth: np.ndarray, batch, single) -> dict[str, Any]:
+    """One setting: an untimed pass (the page cache reaches its steady state), ``repeats``
+    timed passes of ``batch()`` (which returns the result distances), then ``single(q)`` on
+    the first ``args.single`` queries; recall, QPS, latency, storage reads and major faults."""
+    import quiver
+
+    load_start = load_average()
+    batch()
+    read0, faults0 = _read_bytes(), _major_faults()
+    times = []
+    for _ in range(args.repeats):
+        t0 = time.perf_counter()
+        dists = batch()
+        times.append(time.perf_counter() - t0)
+    read1, faults1 = _read_bytes(), _major_faults()
+    latencies = []
+    for q in queries[: args.single]:
+        t0 = time.perf_counter()
+        single(q)
+        latencies.append(time.perf_counter() - t0)
+    batch_queries = args.repeats * len(queries)
+    return {
+        "recall_at_10": round(quiver.recall_at_k(dists, truth, 10), 4),
+        "qps": round(len(queries) / float(np.median(times))),
+        "qps_all_passes": [round(len(queries) / t) for t in times],
+        "single_p50_ms": round(float(np.percentile(latencies, 50)) * 1e3, 3),
+        "single_p99_ms": round(float(np.percentile(latencies, 99)) * 1e3, 3),
+        "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
+        "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
+        "loadavg_start": load_start,
+        "loadavg_end": load_average(),
+    }
 
 
 def _float_files(index_dir: Path) -> list[Path]:
@@ -230,7 +247,6 @@ def _peer_child(args, set_dir: Path, queries: np.ndarray, truth: np.ndarray) -> 
     """DiskANN's disk index: built once without a limit (``--build``) into ``<set
     dir>/diskann-disk``, then opened and searched like quiver (its own I/O reads the disk file;
     only PQ codes stay in RAM). Recall from the exact distances of the ids it returns."""
-    import quiver
     from bench.harness.adapters import make_adapter
 
     adapter = make_adapter(PEER_ALGORITHM, "angular", args.threads)
@@ -259,21 +275,13 @@ def _peer_child(args, set_dir: Path, queries: np.ndarray, truth: np.ndarray) -> 
     rows = []
     for ef, _ in args.ef:
         adapter.set_query_arguments(ef)
-        load_start = load_average()
-        adapter.batch_query(queries, 10)  # untimed
-        read0, faults0 = _read_bytes(), _major_faults()
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            ids = adapter.batch_query(queries, 10)
-            times.append(time.perf_counter() - t0)
-        read1, faults1 = _read_bytes(), _major_faults()
-        single = []
-        for q in queries[: args.single]:
-            t0 = time.perf_counter()
-            adapter.query(q, 10)
-            single.append(time.perf_counter() - t0)
-        batch_queries = args.repeats * len(queries)
+        row = _measure(
+            args,
+            queries,
+            truth,
+            lambda: distances(adapter.batch_query(queries, 10)),
+            lambda q: adapter.query(q, 10),
+        )
         row = {
             "mode": PEER,
             "memory_limit_mb": None if limit is None else round(limit / MB, 1),
@@ -281,15 +289,7 @@ def _peer_child(args, set_dir: Path, queries: np.ndarray, truth: np.ndarray) -> 
             "ef": ef,
             "rerank": None,
             "threads": args.threads,
-            "recall_at_10": round(quiver.recall_at_k(distances(ids), truth, 10), 4),
-            "qps": round(len(queries) / float(np.median(times))),
-            "qps_all_passes": [round(len(queries) / t) for t in times],
-            "single_p50_ms": round(float(np.percentile(single, 50)) * 1e3, 3),
-            "single_p99_ms": round(float(np.percentile(single, 99)) * 1e3, 3),
-            "read_kb_per_query": round((read1 - read0) / batch_queries / 1e3, 2),
-            "major_faults_per_query": round((faults1 - faults0) / batch_queries, 2),
-            "loadavg_start": load_start,
-            "loadavg_end": load_average(),
+            **row,
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
