@@ -43,9 +43,13 @@ class FloatSegments:
         :meth:`advised_views` handed to searches so that they read rerank rows ahead."""
         if advised != self.advised:
             self.advised = advised
-            for view, file in zip(self.views, self.files, strict=True):
-                if file is not None:
-                    readahead.advise_random(view, advised)
+            self._advise_files(advised)
+
+    def _advise_files(self, random: bool) -> None:
+        """Read-around off (``random``) or back on for every file-backed segment."""
+        for view, file in zip(self.views, self.files, strict=True):
+            if file is not None:
+                readahead.advise_random(view, random)
 
     def advised_views(self) -> tuple[tuple[np.ndarray, int], ...]:
         """``(view, first row)`` of each file segment in the RAM-budget mode, else ``()``."""
@@ -113,9 +117,7 @@ class FloatSegments:
             files.append(None)
         self.views, self.files = views, files
         if self.advised:  # segments mapped since the mode was set
-            for view, file in zip(views, files, strict=True):
-                if file is not None:
-                    readahead.advise_random(view)
+            self._advise_files(True)
         starts = np.zeros(len(views) + 1, dtype=np.int64)
         starts[1:] = np.cumsum([v.shape[0] for v in views])
         self.starts = starts
