@@ -100,7 +100,8 @@ def test_auto_mode_follows_the_memory_available(saved, monkeypatch) -> None:
 def test_row_pages_cover_every_byte_of_the_rows() -> None:
     page = mmap.PAGESIZE
     buffer = mmap.mmap(-1, 64 * page)
-    view = np.frombuffer(buffer, dtype=np.float32, count=655 * DIM).reshape(-1, DIM)  # 400-byte rows
+    # 400-byte rows
+    view = np.frombuffer(buffer, dtype=np.float32, count=655 * DIM).reshape(-1, DIM)
     rows = np.array([0, 10, 10, -1, 40, view.shape[0] - 1, view.shape[0] + 5])
     pages = readahead.row_pages([view], [0], rows)
     assert np.all(np.diff(pages) > 0) and np.all(pages % page == 0)
