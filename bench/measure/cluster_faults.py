@@ -33,65 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.measure.ray_sim import kill_random_node, start_ray, wait_in_sync
+
 NAMESPACE = "quiver-faults"
-
-
-def start_ray(nodes: int, temp: Path):
-    """A simulated Ray cluster of ``nodes`` one-CPU nodes, this process connected."""
-    import ray
-    from ray.cluster_utils import Cluster as RayCluster
-
-    os.environ["RAY_TMPDIR"] = str(temp)
-    node_args = {"num_cpus": 1, "object_store_memory": 80 << 20}
-    cluster = RayCluster(
-        initialize_head=True, head_node_args={**node_args, "include_dashboard": False}
-    )
-    for _ in range(nodes - 1):
-        cluster.add_node(**node_args)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
-    return cluster
-
-
-def kill_random_node(cluster, rng: random.Random) -> str:
-    import ray
-
-    from quiver.cluster.calls import node_actor_name
-
-    victim = rng.choice(cluster.nodes)
-    ray.kill(ray.get_actor(node_actor_name(victim), namespace=NAMESPACE), no_restart=False)
-    return victim
-
-
-def all_replicas_serving(cluster, name: str) -> bool:
-    """Every node answers and every replica of ``name`` is in sync, readable and not behind
-    (the map alone is not enough: a follower that is restarting stays in the in-sync set
-    until it answers, as no write failed on it during a read load)."""
-    cluster.repair()
-    info = cluster.cluster_info()
-    if not all(info["nodes"].values()):
-        return False
-    for shard in info["collections"][name]["shards"]:
-        states = shard["replicas"]
-        if sorted(shard["in_sync"]) != sorted(states) or shard["catching_up"]:
-            return False
-        if not all(s and s.get("readable") and s.get("lag") == 0 for s in states.values()):
-            return False
-    return True
-
-
-def wait_in_sync(cluster, name: str, timeout_s: float = 300.0) -> float:
-    """Seconds until every replica of ``name`` serves again (:func:`all_replicas_serving`),
-    so that each kill takes down one replica of a shard, not two."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout_s:
-        try:
-            if all_replicas_serving(cluster, name):
-                return time.monotonic() - t0
-        except Exception:  # noqa: BLE001 - an actor is restarting: ask again
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"replicas of {name} not in sync after {timeout_s} s")
 
 
 def write_phase(cluster, coll, args, rng: random.Random) -> dict:
@@ -118,7 +62,7 @@ def write_phase(cluster, coll, args, rng: random.Random) -> dict:
     try:
         for _ in range(args.write_kills):
             time.sleep(args.kill_every)
-            kills.append(kill_random_node(cluster, rng))
+            kills.append(kill_random_node(cluster, rng, NAMESPACE))
         time.sleep(args.kill_every)
     finally:
         stop.set()
@@ -163,7 +107,7 @@ def read_phase(cluster, coll, args, rng: random.Random) -> dict:
         for _ in range(args.read_kills):
             time.sleep(args.kill_every)
             kill_times.append(time.monotonic())
-            kill_random_node(cluster, rng)
+            kill_random_node(cluster, rng, NAMESPACE)
             wait_in_sync(cluster, coll.name)
         time.sleep(args.kill_every)
     finally:
