@@ -267,6 +267,7 @@ class Reader:
         self._search = search
         self._stop = threading.Event()
         self.records: list[tuple[float, float, bool]] = []
+        self.failures: list[tuple[float, str]] = []
         self._thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
@@ -275,8 +276,9 @@ class Reader:
             try:
                 self._search()
                 ok = True
-            except Exception:  # noqa: BLE001 - counted
+            except Exception as exc:  # noqa: BLE001 - counted
                 ok = False
+                self.failures.append((t0, repr(exc)[:300]))
             self.records.append((t0, time.monotonic() - t0, ok))
 
     def __enter__(self) -> Reader:
@@ -292,6 +294,7 @@ class Reader:
         return {
             "searches": len(rows),
             "failed": sum(1 for r in rows if not r[2]),
+            "failure_examples": [e for t, e in self.failures if start <= t < stop][:3],
             **percentiles_ms([r[1] for r in rows]),
         }
 

@@ -8,9 +8,12 @@ Rules (docs/SCALING.md):
   by default: each shard's index is ``S`` times smaller, and the ef that matched one index's
   recall was about ``ef / sqrt(S)`` on 30k points. ``ef`` is the request's (default
   ``max(64, k)``). ``ef_exponent=0`` gives every shard the full ef.
-* **target_recall** is passed to every shard unchanged: each shard calibrates its own ef for
-  that recall of its own top k; the union of per-shard top-k lists that each reach recall r
-  reaches at least r of the global top k.
+* **target_recall** (merged calibration): each shard still returns k + offset results, but
+  picks its ef from its own calibration for the target at ``shard_recall_k`` results (its
+  expected share of the global top k plus one standard deviation), not at k: the global top
+  k are spread over the shards, and each shard only has to find its share of them. Passing
+  the target unchanged (each shard reaching it on its own top k) overspent: measured with
+  ``bench/measure/cluster_target_recall.py`` (docs/SCALING.md).
 * **Merge** by exact score (the shards return exact float32 rerank scores, so the merged order
   is the exact order of what they returned); ties by id, for a deterministic answer.
 * Filters, score thresholds and payload selection pass through unchanged.
@@ -21,6 +24,7 @@ Rules (docs/SCALING.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from quiver.db.request import SearchRequest
@@ -28,6 +32,8 @@ from quiver.params import DEFAULT_EF
 from quiver.types import Point, ScoredPoint
 
 DEFAULT_EF_EXPONENT = 0.5
+#: Key of a shard's search options: the k its ``target_recall`` calibration is for.
+RECALL_K = "recall_k"
 
 
 def shard_ef(ef: int | None, k: int, shards: int, exponent: float = DEFAULT_EF_EXPONENT) -> int:
@@ -35,6 +41,15 @@ def shard_ef(ef: int | None, k: int, shards: int, exponent: float = DEFAULT_EF_E
     default) and ``k`` results."""
     base = max(DEFAULT_EF, k) if ef is None else ef
     return max(k, math.ceil(base / shards**exponent))
+
+
+def shard_recall_k(k: int, shards: int) -> int:
+    """The k each of ``shards`` shards calibrates a ``target_recall`` search for, when the
+    cluster is asked for ``k`` results: how many of the global top k a shard holds, its
+    expected share ``k / S`` plus one standard deviation of that count (binomial, each point
+    on a shard with probability ``1 / S``), rounded up, at most ``k``. One shard: ``k``."""
+    share = k / shards
+    return min(k, max(1, math.ceil(share + math.sqrt(share * (1.0 - 1.0 / shards)))))
 
 
 def shard_options(request: SearchRequest, shards: int, exponent: float) -> dict[str, Any]:
@@ -50,12 +65,31 @@ def shard_options(request: SearchRequest, shards: int, exponent: float) -> dict[
     }
     if request.target_recall is not None:
         options["target_recall"] = request.target_recall
+        options[RECALL_K] = shard_recall_k(k, shards)
         top = None
     else:
         top = options["ef"] = shard_ef(request.ef, k, shards, exponent)
     if request.rerank is not None:  # kept in [k, ef] of the shard's request
         options["rerank"] = max(k, request.rerank if top is None else min(request.rerank, top))
     return options
+
+
+def resolve_target_recall(
+    options: dict[str, Any], ef_for_recall: Callable[[float, int], int]
+) -> dict[str, Any]:
+    """A shard's search options (:func:`shard_options`) as the shard runs them: a
+    ``target_recall`` becomes the ef that ``ef_for_recall(target, recall_k)`` (the shard's
+    calibration) gives, at least k, with the rerank depth capped at it."""
+    out = {key: value for key, value in options.items() if key != RECALL_K}
+    target = out.get("target_recall")
+    if target is None:
+        return out
+    recall_k = options.get(RECALL_K, out["k"])
+    del out["target_recall"]
+    out["ef"] = max(out["k"], int(ef_for_recall(target, recall_k)))
+    if out.get("rerank") is not None:
+        out["rerank"] = min(out["rerank"], out["ef"])
+    return out
 
 
 class Hits(list):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from quiver.cluster import calls
+from quiver.cluster.merge import resolve_target_recall
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica, replica_name
 from quiver.db.database import Database
 from quiver.db.payloads import keys_removed, payload_change
@@ -433,8 +434,10 @@ class Node:
     def search(
         self, collection: str, shard: int, options: dict[str, Any]
     ) -> list[list[ScoredPoint]]:
-        """Run a search request (``SearchRequest`` keyword arguments) on this replica."""
+        """Run a search request (``SearchRequest`` keyword arguments, a ``target_recall``
+        resolved by :func:`~quiver.cluster.merge.resolve_target_recall`) on this replica."""
         replica = self._readable(collection, shard)
+        options = resolve_target_recall(options, replica.collection.ef_for_recall)
         return replica.collection.query(SearchRequest(**options))
 
     def get_points(

@@ -486,6 +486,12 @@ class Collection:
         Thread-safe (no lock)."""
         return self._points.query(request)
 
+    def ef_for_recall(self, target_recall: float, k: int = 10) -> int:
+        """The ``ef`` a search for ``k`` results with ``target_recall`` uses: the smallest
+        that reached that recall@k in the collection's calibration (made on first use, see
+        :meth:`quiver.Index.ef_for_recall`). Thread-safe (no lock)."""
+        return self._points.ef_for_recall(target_recall, positive_int(k, "k"))
+
     def explain(self, filter: Any = None, *, k: int = 10, ef: int | None = None) -> dict[str, Any]:  # noqa: A002
         """How a search with this filter would run, without running it: ``strategy``
         ("graph", "filtered-graph" or "scan"), ``matches`` (rows it may return), ``ef`` and

@@ -206,6 +206,11 @@ class PointStore:
         return points, next_offset
 
     # ------------------------------------------------------------------ search (no lock)
+    def ef_for_recall(self, target_recall: float, k: int) -> int:
+        """The index's calibrated ef for ``target_recall`` at ``k`` (see
+        :meth:`quiver.Index.ef_for_recall`)."""
+        return self._index.ef_for_recall(target_recall, k)
+
     def explain(self, flt: Filter | None, k: int, ef: int | None) -> dict[str, Any]:
         k, ef, _ = SearchParams(k, ef).resolve(self._index.ef_for_recall)
         view = self.view

@@ -23,7 +23,15 @@ from quiver.cluster.layout import (
     place_replicas,
     save_layout,
 )
-from quiver.cluster.merge import merge_hits, merge_pages, shard_ef, shard_options
+from quiver.cluster.merge import (
+    RECALL_K,
+    merge_hits,
+    merge_pages,
+    resolve_target_recall,
+    shard_ef,
+    shard_options,
+    shard_recall_k,
+)
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica
 from quiver.db.wal import OP_DELETE, OP_UPSERT
 from quiver.types import Point, ScoredPoint
@@ -101,7 +109,56 @@ def test_per_shard_ef_rule_and_options() -> None:
     assert options["k"] == 8 and options["ef"] == 40 and options["rerank"] == 20
     assert "offset" not in options
     recall = shard_options(quiver.SearchRequest(vectors=np.ones(4), target_recall=0.9), 4, 0.5)
-    assert recall["target_recall"] == 0.9 and "ef" not in recall
+    assert recall["target_recall"] == 0.9 and "ef" not in recall and recall[RECALL_K] == 4
+
+
+def test_a_shard_calibrates_target_recall_for_its_share_of_the_top_k() -> None:
+    # k / S plus one binomial standard deviation, rounded up, within [1, k]
+    assert [shard_recall_k(10, s) for s in (1, 2, 3, 4, 8)] == [10, 7, 5, 4, 3]
+    assert shard_recall_k(1, 3) == 1 and shard_recall_k(100, 4) == 30
+    asked: list[tuple[float, int]] = []
+
+    def ef_for_recall(target: float, k: int) -> int:
+        asked.append((target, k))
+        return 24
+
+    request = quiver.SearchRequest(vectors=np.ones(4), k=10, rerank=30, target_recall=0.95)
+    resolved = resolve_target_recall(shard_options(request, 3, 0.5), ef_for_recall)
+    assert asked == [(0.95, 5)]
+    assert resolved["ef"] == 24 and resolved["rerank"] == 24 and resolved["k"] == 10
+    assert "target_recall" not in resolved and RECALL_K not in resolved
+    low = resolve_target_recall(shard_options(request, 3, 0.5), lambda t, k: 3)
+    assert low["ef"] == 10  # never below the k the shard returns
+    plain = shard_options(quiver.SearchRequest(vectors=np.ones(4), ef=40), 3, 0.5)
+    assert resolve_target_recall(plain, ef_for_recall) == plain and len(asked) == 1
+
+
+#: The merged calibration must reach the target itself on the test data (no slack below).
+MERGED_TARGET_SLACK = 0.0
+
+
+def test_merged_target_recall_meets_the_target_with_less_ef_than_the_target_per_shard(
+    wordnet,
+) -> None:
+    from bench.measure.cluster_target_recall import merged_search, recall
+
+    n, shards, k = 3000, 3, 10
+    x, q = wordnet.train[:n], wordnet.test[:500]
+    truth, _ = quiver.exact_search(x, q, k, "cosine")
+    owner = np.array([shard_of(i, shards) for i in range(n)])
+    rows = [np.flatnonzero(owner == s) for s in range(shards)]
+    indexes = []
+    for r in rows:
+        index = quiver.Index(384, num_threads=1, seed=0)
+        index.add(x[r])
+        indexes.append(index)
+    for target in (0.9, 0.95):
+        options = shard_options(quiver.SearchRequest(vectors=q[:1], target_recall=target), 3, 0.5)
+        merged = [resolve_target_recall(options, i.ef_for_recall)["ef"] for i in indexes]
+        unchanged = [i.ef_for_recall(target, k) for i in indexes]
+        got = recall(merged_search(indexes, rows, q, k, merged), truth, k)
+        assert got >= target - MERGED_TARGET_SLACK, (target, got, merged)
+        assert sum(merged) < sum(unchanged), (target, merged, unchanged)
 
 
 def test_merge_hits_orders_by_exact_score_and_pages_by_id() -> None:
