@@ -41,9 +41,12 @@ from quiver.errors import InvalidInputError, QuiverError, StaleEpochError
 
 logger = logging.getLogger(__name__)
 
-#: Checkpoint the collection (and record the seq it covers) after this many applied writes:
-#: bounds what a restart re-applies from the replication log.
+#: Checkpoint the collection (and record the seq it covers) after this many applied writes,
+#: or after writes of this many points, whichever comes first: bounds what a restart re-applies
+#: from the replication log (re-applying an upsert inserts its points into the graph again, so
+#: a bulk load of large batches must not leave all of it to re-apply).
 CHECKPOINT_EVERY = 512
+CHECKPOINT_POINTS = 50_000
 #: Writes the replication log keeps for catching followers up by replay; at a checkpoint past
 #: this many, the log restarts (a follower further behind gets a snapshot instead).
 RETAIN_WRITES = 100_000
@@ -83,9 +86,11 @@ class ShardReplica:
         collection: Collection,
         log_dir: Path,
         retain_writes: int = RETAIN_WRITES,
+        checkpoint_points: int = CHECKPOINT_POINTS,
     ) -> None:
         self.db = db
         self._retain_writes = retain_writes
+        self._checkpoint_points = checkpoint_points
         self.collection = collection
         self.lock = threading.RLock()
         self._log_dir = log_dir
@@ -99,13 +104,17 @@ class ShardReplica:
             start_log(log_dir, self._base_seq + 1)
         self._log = WriteAheadLog(log_dir, collection.dim)
         self.last_seq, self.last_epoch = self._base_seq, self._base_epoch
-        reapplied = 0
+        reapplied = points = 0
         for record in self._log.replay(self._base_seq):
             self.last_seq, self.last_epoch = record.lsn, record.header["epoch"]
             if record.lsn > self._checkpoint_seq:
-                self._apply_to_collection(self._op_of(record))
+                op = self._op_of(record)
+                self._apply_to_collection(op)
                 reapplied += 1
-        self._since_checkpoint = reapplied
+                points += len(op.ids)
+        self._since_checkpoint, self._points_since_checkpoint = reapplied, points
+        #: writes re-applied from the log when this replica opened (what a restart cost)
+        self.reapplied = reapplied
         if reapplied:
             logger.info("%s: re-applied %d replicated writes", collection.name, reapplied)
         #: the primary's followers (node names) while this replica is primary; empty otherwise
@@ -201,7 +210,11 @@ class ShardReplica:
             self._apply_to_collection(op)
             self.last_seq, self.last_epoch = op.seq, op.epoch
             self._since_checkpoint += 1
-            if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._points_since_checkpoint += len(op.ids)
+            if (
+                self._since_checkpoint >= CHECKPOINT_EVERY
+                or self._points_since_checkpoint >= self._checkpoint_points
+            ):
                 self.checkpoint()
             return self.last_seq
 
@@ -216,7 +229,7 @@ class ShardReplica:
         with self.lock:
             self.collection.checkpoint()
             self._checkpoint_seq = self.last_seq
-            self._since_checkpoint = 0
+            self._since_checkpoint = self._points_since_checkpoint = 0
             trim = self.last_seq - self._base_seq > self._retain_writes
             if trim:
                 self._base_seq, self._base_epoch = self.last_seq, self.last_epoch
@@ -263,7 +276,7 @@ class ShardReplica:
                 pass
             self._base_seq = self._checkpoint_seq = self.last_seq = seq
             self._base_epoch = self.last_epoch = epoch
-            self._since_checkpoint = 0
+            self._since_checkpoint = self._points_since_checkpoint = 0
             self._write_state()
 
     def close(self) -> None:

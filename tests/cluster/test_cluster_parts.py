@@ -239,6 +239,21 @@ def test_replica_reapplies_the_log_after_its_checkpoint(tmp_path) -> None:
     again.db.close()
 
 
+def test_a_replica_checkpoints_after_many_points_so_a_restart_reapplies_few(tmp_path) -> None:
+    rng = np.random.default_rng(4)
+    db = quiver.Database(tmp_path / "db")
+    replica = ShardReplica(db, db.create_collection("c__s0", 8), tmp_path / "log", 1000, 25)
+    for seq in range(1, 5):  # 4 writes of 10 points: a checkpoint after the third (30 >= 25)
+        replica.apply(_op(seq, 1, list(range(seq * 10, seq * 10 + 10)), rng))
+    replica.close()
+    db.close()
+    db = quiver.Database(tmp_path / "db")
+    again = ShardReplica(db, db.get_collection("c__s0"), tmp_path / "log", 1000, 25)
+    assert again.reapplied == 1 and again.last_seq == 4 and again.collection.count() == 40
+    again.close()
+    db.close()
+
+
 def test_snapshot_catch_up_makes_an_identical_replica(tmp_path) -> None:
     rng = np.random.default_rng(2)
     primary = _replica(tmp_path / "p")
