@@ -15,7 +15,9 @@ router compute; only the transport is left out. Rules compared, per target:
   the merged calibration);
 * ``merged``: what the cluster does now (:func:`quiver.cluster.merge.shard_options` and
   :func:`~quiver.cluster.merge.resolve_target_recall`: each shard calibrates for the target
-  at ``shard_recall_k`` results, its share of the global top k; docs/SCALING.md).
+  at ``shard_recall_k`` results, its share of the global top k; docs/SCALING.md);
+* ``shard ef / sqrt(S)``: each shard's calibrated ef for the target at k divided by
+  ``sqrt(S)`` (the fixed-ef rule applied to the calibrated ef; measured, not adopted).
 
 Reported: recall@k of the merged hits against the exact top k (``quiver.exact_search``) of
 ``--queries`` held-out queries, each shard's ef, and their sum (the work: code distances grow
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -110,6 +113,12 @@ def main(argv: list[str] | None = None) -> None:
                 "recall_k": options[RECALL_K],
                 **rule([resolve_target_recall(options, s.ef_for_recall)["ef"] for s in shards]),
             },
+            "shard_ef_over_sqrt_s": rule(
+                [
+                    max(k, math.ceil(s.ef_for_recall(target, k) / math.sqrt(args.shards)))
+                    for s in shards
+                ]
+            ),
         }
         results.append(row)
         print(json.dumps(row), flush=True)
