@@ -89,7 +89,7 @@ def plan(args: argparse.Namespace) -> str:
     lines = [
         f"Plan: {args.vectors / 1e6:.0f}M x {args.dim} vectors, {args.shards} shards x "
         f"{args.replicas} replicas on {args.nodes} nodes of {args.cores} cores "
-        f"(`python -m bench.measure.scaling_plan {args.argv}`).",
+        f"(`{args.command}`).",
         "",
         "| figure | value | source |",
         "|---|---|---|",
@@ -130,7 +130,8 @@ def plan(args: argparse.Namespace) -> str:
     ]
     for r in million:
         lines.append(
-            f"| {r.get('set', 'the 1.12M set')}, ef {r['ef']} (measured) | recall@10 {r['recall_at_10']}, "
+            f"| {r.get('set', 'the 1.12M set')}, ef {r['ef']} (measured) | "
+            f"recall@10 {r['recall_at_10']}, "
             f"{r['code_distances_per_query']:,} code distances per query | "
             f"`bench/results/million.jsonl` (`{r['command']}`) |"
         )
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     import sys
 
-    args.argv = " ".join(argv if argv is not None else sys.argv[1:])
+    given = argv if argv is not None else sys.argv[1:]
+    args.command = " ".join(["python -m bench.measure.scaling_plan", *given])
     print(plan(args), end="")
 
 
