@@ -103,3 +103,40 @@ def test_ram_budget_child_measures_a_saved_index(tmp_path, monkeypatch, mode):
     assert all(r["reads_ahead"] == (mode == "advised") for r in rows)
     assert rows[1]["recall_at_10"] >= 0.95 and rows[1]["recall_at_10"] >= rows[0]["recall_at_10"]
     assert all(r["qps"] > 0 and r["single_p99_ms"] >= r["single_p50_ms"] > 0 for r in rows)
+
+
+def _system(shards: int, recalls: dict[int, float], qps: dict[int, float], clients_qps: float):
+    sweep = [{"ef": ef, "recall": recalls[ef], "batch_qps": qps[ef]} for ef in sorted(recalls)]
+    return {
+        "system": f"{shards} shards" if shards else "embedded",
+        "shards": shards,
+        "load_s": 1.0,
+        "ef_sweep": sweep,
+        "single_query": {"p50_ms": 1.0, "p99_ms": 2.0},
+        "concurrent": {"clients": 16, "qps": clients_qps, "p50_ms": 1.0, "p99_ms": 2.0,
+                       "failures": 0},
+    }  # fmt: skip
+
+
+def test_cluster_scaling_derives_the_ef_rule_and_the_acceptance_ratios():
+    from bench.measure.cluster_scaling import acceptance, ef_rule, parse_args, summary
+
+    embedded = _system(0, {48: 0.97, 64: 0.98}, {48: 1200.0, 64: 1000.0}, 800.0)
+    two = _system(2, {48: 0.975, 64: 0.985}, {48: 900.0, 64: 750.0}, 300.0)
+    four = _system(4, {48: 0.96, 64: 0.97}, {48: 700.0, 64: 600.0}, 200.0)
+    systems = [embedded, two, four]
+    rule = {r["shards"]: r for r in ef_rule(systems)}
+    assert rule[2]["smallest_swept_ef"] == 64 and rule[2]["its_shard_ef"] == 46
+    assert rule[2]["rule_shard_ef_at_default"] == 46
+    assert rule[4]["smallest_swept_ef"] is None  # never reaches the embedded recall at 64
+    verdict = acceptance(systems)
+    assert verdict["recall_met"] and verdict["batch_qps_ratio"] == 0.75 and verdict["batch_met"]
+    assert verdict["concurrent_qps_ratio"] == 0.375 and not verdict["concurrent_met"]
+    result = {
+        "command": "c", "systems": systems, "ef_rule": ef_rule(systems), "acceptance": verdict,
+        "data": {"dataset": "d", "train": 10, "dim": 4, "queries": 2},
+        "machine": {"cpus": 2, "loadavg_1_5_15_start": [0, 0, 0]},
+    }  # fmt: skip
+    assert "16-client QPS ratio 0.375 (>= 0.5: NOT met)" in summary(result)
+    with pytest.raises(SystemExit):
+        parse_args(["--efs", "16,32"])  # the reference ef 64 must be swept

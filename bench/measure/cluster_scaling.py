@@ -470,7 +470,7 @@ def run_cluster(
             "bench", data["train"].shape[1], data["metric"], shards=shards, replicas=1
         )
         out = {
-            "system": f"{shards} shards",
+            "system": f"{shards} shard{'s' if shards > 1 else ''}",
             "shards": shards,
             "threads_per_node": threads,
             **measure(coll, data, args),
