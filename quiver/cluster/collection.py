@@ -16,7 +16,7 @@ import numpy as np
 from quiver.cluster.batching import QueryBatcher
 from quiver.cluster.hashing import group_by_shard
 from quiver.cluster.layout import CollectionLayout
-from quiver.cluster.merge import Hits, merge_hits, merge_pages, shard_options
+from quiver.cluster.merge import RECALL_K, Hits, merge_hits, merge_pages, shard_options
 from quiver.cluster.router import ShardRouter
 from quiver.cluster.snapshots import write_cluster_snapshot
 from quiver.db.filters import parse_filter
@@ -251,6 +251,8 @@ class ClusterCollection:
                     f"vectors dimension mismatch: expected {self.dim}, got {vectors.shape[1]}"
                 )
         options = shard_options(request, self.shards, self._ef_exponent)
+        if RECALL_K in options:  # calibrate outside the read deadline
+            self._router.prepare_recall(self.name, options[RECALL_K])
         options["vectors"] = vectors
         answers = self._router.read(self.name, "search", self._all(options), partial)
         higher = self.metric != "l2"

@@ -440,6 +440,14 @@ class Node:
         options = resolve_target_recall(options, replica.collection.ef_for_recall)
         return replica.collection.query(SearchRequest(**options))
 
+    def prepare_recall(self, collection: str, shard: int, recall_k: int) -> None:
+        """Make sure this replica has a ``target_recall`` calibration for ``recall_k`` results
+        (calibrating now if it has none: seconds on a large shard). The router calls it
+        without the read deadline before a ``target_recall`` search, so a first search does
+        not spend its deadline calibrating."""
+        replica = self._readable(collection, shard)
+        replica.collection.ef_for_recall(0.5, recall_k)
+
     def get_points(
         self, collection: str, shard: int, ids: list[Any], with_payload: Any, with_vector: bool
     ) -> list[Point]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +56,10 @@ class RouterOptions:
     #: this long before the read fails or returns partial results: a replica that Ray
     #: reports as briefly unavailable, or a failover, is waited out
     unavailable_retry_s: float = 2.0
+    #: how long a replica may take to calibrate for ``target_recall`` (outside the read
+    #: deadline), and how often the router checks again that every replica is calibrated
+    calibration_timeout_s: float = 600.0
+    calibration_check_s: float = 30.0
 
 
 @dataclass
@@ -81,6 +86,7 @@ class ShardRouter:
         self._suspect_until: dict[str, float] = {}
         self._latency: dict[tuple[str, int], collections.deque] = {}
         self._turn = 0
+        self._prepared: dict[tuple[str, int], float] = {}
 
     # ------------------------------------------------------------------ the map
     def layout(self, refresh: bool = False) -> ClusterLayout:
@@ -241,6 +247,31 @@ class ShardRouter:
     def _suspect(self, node: str) -> None:
         self._suspect_until[node] = time.monotonic() + self.options.suspect_s
         self._handles.pop(node, None)
+
+    def prepare_recall(self, coll: str, recall_k: int) -> None:
+        """Have every in-sync replica of ``coll`` calibrated for ``recall_k`` results before a
+        ``target_recall`` search, without the read deadline (a first calibration takes
+        seconds on a large shard); checked again after ``calibration_check_s``. A replica
+        that fails here is left to the read path (failover, suspicion)."""
+        key = (coll, recall_k)
+        now = time.monotonic()
+        if now - self._prepared.get(key, -math.inf) < self.options.calibration_check_s:
+            return
+        layout = self.collection(coll)
+        refs, targets = [], []
+        for rs in layout.shards:
+            for node in rs.readable():
+                try:
+                    refs.append(self.node(node).prepare_recall.remote(coll, rs.shard, recall_k))
+                except calls.CallFailed:
+                    continue
+                targets.append(node)
+        results = calls.gather(refs, self.options.calibration_timeout_s, targets)
+        for node, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                logger.warning("replica %s of %r: no calibration for k=%d (%s)",
+                               node, coll, recall_k, result)  # fmt: skip
+        self._prepared[key] = time.monotonic()
 
     def read_one(self, node: str, method: str, *args: Any, timeout_s: float | None = None) -> Any:
         """``method(*args)`` on one named node, within ``timeout_s`` (the read deadline)."""

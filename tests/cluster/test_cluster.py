@@ -22,6 +22,7 @@ import quiver
 ray = pytest.importorskip("ray")
 
 from quiver.cluster import calls, launch  # noqa: E402 - after the skip when Ray is missing
+from quiver.cluster.merge import shard_recall_k  # noqa: E402
 from quiver.db.wal import OP_UPSERT  # noqa: E402
 
 NAMESPACE = "quiver-test"
@@ -482,6 +483,40 @@ def test_sharded_recall_matches_one_index(cluster, tmp_path, wordnet) -> None:
         np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth.tolist(), strict=True)])
         >= 0.93
     )
+
+
+class _RouterSpy:
+    """Delegates to the cluster's router and records the prepare and read calls in order."""
+
+    def __init__(self, router) -> None:
+        self._router, self.calls = router, []
+
+    def __getattr__(self, name):
+        return getattr(self._router, name)
+
+    def prepare_recall(self, coll, recall_k):
+        self.calls.append(("prepare", recall_k))
+        return self._router.prepare_recall(coll, recall_k)
+
+    def read(self, coll, method, per_shard, partial=False):
+        self.calls.append(("read", method))
+        return self._router.read(coll, method, per_shard, partial)
+
+
+def test_target_recall_calibrates_outside_the_read_deadline(cluster, wordnet) -> None:
+    """A first target_recall search calibrates every replica before the search call, under
+    the calibration timeout (seconds on a large shard), not the read deadline."""
+    coll = cluster.create_collection(_name(), 384, shards=2, replicas=2)
+    coll.upsert(list(range(2000)), wordnet.train[:2000])
+    spy = coll._router = _RouterSpy(coll._router)
+    coll.search_batch(wordnet.test[:5], k=10, target_recall=0.9)
+    assert spy.calls == [("prepare", shard_recall_k(10, 2)), ("read", "search")]
+    prepared_at = dict(spy._router._prepared)
+    coll.search_batch(wordnet.test[:5], k=10, target_recall=0.95)  # same k: no new calibration
+    assert spy._router._prepared == prepared_at
+    coll.search_batch(wordnet.test[:5], k=10)  # a plain search prepares nothing
+    assert [c for c in spy.calls if c[0] == "prepare"] == [("prepare", shard_recall_k(10, 2))] * 2
+    cluster.drop_collection(coll.name)
 
 
 def _node(name: str):
