@@ -24,6 +24,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,6 +104,7 @@ def main() -> None:
         "after": (args.after, dict(e.split("=", 1) for e in args.after_env)),
     }
     totals = {name: {"cpu_s": 0.0, "requests": 0, "errors": 0} for name in sides}
+    per_round: list[dict[str, float]] = []
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="quiver-server-cpu-ab-") as tmp:
         seed = Path(tmp) / "seed"
@@ -117,6 +119,7 @@ def main() -> None:
             for _, url in servers.values():  # connections, caches
                 asyncio.run(_http_load(url, mix, args.clients, 2.0, 2_000_000))
             for r in range(args.rounds):
+                per_round.append({})
                 for name in list(servers) if r % 2 == 0 else list(servers)[::-1]:
                     proc, url = servers[name]
                     cpu0 = process_cpu_seconds(proc.pid)
@@ -128,6 +131,7 @@ def main() -> None:
                     totals[name]["cpu_s"] += cpu1 - cpu0
                     totals[name]["requests"] += summary["requests"]
                     totals[name]["errors"] += summary["errors"]
+                    per_round[-1][name] = round((cpu1 - cpu0) / max(summary["requests"], 1) * 1e6)
                     print(f"round {r} {name}: {summary['requests']} requests", flush=True)
         finally:
             for proc, _ in servers.values():
@@ -150,6 +154,12 @@ def main() -> None:
         "totals": totals,
         "server_cpu_us_per_request": per_request,
         "after_over_before": round(per_request["after"] / per_request["before"], 3),
+        # the spread: each round's CPU microseconds per request, and the median of the rounds'
+        # after/before ratios (CPU per request still moves with the machine's contention)
+        "rounds_us_per_request": per_round,
+        "median_round_ratio": round(
+            statistics.median(r["after"] / r["before"] for r in per_round if r["before"]), 3
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
