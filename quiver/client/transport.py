@@ -128,19 +128,26 @@ class KeepAliveTransport:
     def _exchange(
         self, method: str, path: str, content: Body, headers: dict[str, str] | None
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        """Send a request on a connection; the connection and the answer (body unread)."""
-        conn = self._take()
-        try:
-            conn.request(
-                method,
-                self._prefix + path,
-                body=content,
-                headers=self._headers if not headers else {**self._headers, **headers},
-            )
-            return conn, conn.getresponse()
-        except BaseException as exc:
-            conn.close()
-            raise _no_answer(self.url, exc) from exc
+        """Send a request on a connection; the connection and the answer (body unread).
+
+        A reused connection that the server closed between the idle check and the request
+        (its keep-alive timeout racing us) fails before any answer: the request is sent once
+        more on a new connection. The server never saw it, and a body that is an iterator is
+        not sent twice (it may be consumed)."""
+        conn, reused = self._take()
+        full_headers = self._headers if not headers else {**self._headers, **headers}
+        while True:
+            try:
+                conn.request(method, self._prefix + path, body=content, headers=full_headers)
+                return conn, conn.getresponse()
+            except _CLOSED_BY_PEER as exc:
+                conn.close()
+                if not reused or not isinstance(content, bytes | None):
+                    raise _no_answer(self.url, exc) from exc
+                conn, reused = self._connection(), False
+            except BaseException as exc:
+                conn.close()
+                raise _no_answer(self.url, exc) from exc
 
     def _read(
         self, conn: http.client.HTTPConnection, r: http.client.HTTPResponse, size: int | None = None
@@ -153,17 +160,17 @@ class KeepAliveTransport:
             conn.close()
             raise _no_answer(self.url, exc) from exc
 
-    def _take(self) -> http.client.HTTPConnection:
-        """An idle connection the server has not closed, or a new one."""
+    def _take(self) -> tuple[http.client.HTTPConnection, bool]:
+        """An idle connection the server has not closed, or a new one; whether it is reused."""
         while True:
             with self._lock:
                 if not self._idle:
                     break
                 conn = self._idle.pop()
             if conn.sock is not None and not _readable(conn.sock):
-                return conn
+                return conn, True
             conn.close()  # closed by the server (or sent something unasked): not reusable
-        return self._connection()
+        return self._connection(), False
 
     def _release(self, conn: http.client.HTTPConnection, r: http.client.HTTPResponse) -> None:
         """Keep a connection whose answer was read in full for the next request."""
@@ -173,6 +180,10 @@ class KeepAliveTransport:
                     self._idle.append(conn)
                     return
         conn.close()
+
+
+#: failures of a request on a connection the server had already closed
+_CLOSED_BY_PEER = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
 
 def _readable(sock: socket.socket) -> bool:
@@ -224,13 +235,20 @@ class HttpxTransport:
         self.http.close()
 
 
+def httpx_error(url: str, exc: Exception) -> ConnectionFailedError:
+    """The client's error for an httpx transport failure (shared with the async client)."""
+    import httpx
+
+    if isinstance(exc, httpx.TimeoutException):
+        return RequestTimeoutError(f"{url}: timed out ({exc})")
+    return ConnectionFailedError(f"{url}: {type(exc).__name__}: {exc}")
+
+
 @contextmanager
 def _httpx_errors(url: str) -> Iterator[None]:
     import httpx
 
     try:
         yield
-    except httpx.TimeoutException as exc:
-        raise RequestTimeoutError(f"{url}: {exc}") from exc
     except httpx.TransportError as exc:
-        raise ConnectionFailedError(f"{url}: {exc}") from exc
+        raise httpx_error(url, exc) from exc

@@ -59,34 +59,6 @@ def open_client(settings: Settings, headers: dict[str, str] | None = None) -> It
         yield client
 
 
-def serve_in_thread(settings: Settings) -> Iterator[str]:
-    """The app on ``settings`` served by uvicorn in a thread of this process on 127.0.0.1 (a
-    free port), ready; yields its URL and stops it afterwards."""
-    import socket
-    import threading
-
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        deadline = time.monotonic() + 120
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=60)
-        sock.close()
-
-
 def vectors(n: int = N_POINTS, dim: int = DIM, seed: int = 0) -> np.ndarray:
     """Seeded low-rank float32 vectors (structured, as real embeddings are)."""
     rng = np.random.default_rng(seed)

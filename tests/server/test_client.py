@@ -18,9 +18,9 @@ from server_testing import (
     next_name,
     open_client,
     payload,
-    serve_in_thread,
     vectors,
 )
+from threaded_server import serve_in_thread
 
 import quiver
 from quiver.client import Client, PayloadTooLargeError, UnauthorizedError
@@ -30,6 +30,7 @@ from quiver.errors import (
     InvalidInputError,
     PointNotFoundError,
 )
+from quiver.server import create_app
 from quiver.types import Point, ScoredPoint
 
 
@@ -41,7 +42,7 @@ def remote(
     127.0.0.1, the client's own keep-alive transport) and through FastAPI's TestClient."""
     settings = make_settings(tmp_path_factory.mktemp("client"), api_key=API_KEY)
     if request.param == "http":
-        for url in serve_in_thread(settings):
+        for url in serve_in_thread(create_app(settings)):
             with Client(url, api_key=API_KEY, timeout=30) as client:
                 client.wait_ready(timeout=120)
                 yield client

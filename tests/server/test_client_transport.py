@@ -111,3 +111,34 @@ def test_a_connection_closed_while_idle_is_replaced(fake_url: str) -> None:
 def test_a_url_that_is_not_http() -> None:
     with pytest.raises(ValueError, match="ftp://host"):
         Client("ftp://host")
+
+
+def test_a_request_racing_the_servers_close_is_sent_again(fake_url: str, monkeypatch) -> None:
+    """The server closes an idle connection just after the pool checked it: the request fails
+    before any answer and goes out once more on a new connection."""
+    from quiver.client import transport
+
+    monkeypatch.setattr(transport, "_readable", lambda sock: False)  # the check misses the EOF
+    client = Client(fake_url, timeout=5.0)
+    pool = client._transport
+    for _ in range(3):
+        assert client.list_collections() == []
+        (idle,) = pool._idle  # type: ignore[attr-defined]
+        assert select.select([idle.sock], [], [], 5.0)[0]  # closed by the server meanwhile
+    client.close()
+
+
+def test_the_async_client_maps_no_answer_the_same_way(silent_url: str) -> None:
+    import asyncio
+
+    from quiver.client import AsyncClient
+
+    async def ask(url: str, timeout: float) -> None:
+        async with AsyncClient(url, timeout=timeout) as client:
+            await client.list_collections()
+
+    with pytest.raises(ConnectionFailedError) as refused:
+        asyncio.run(ask(f"http://127.0.0.1:{free_port()}", 5.0))
+    assert not isinstance(refused.value, RequestTimeoutError)
+    with pytest.raises(RequestTimeoutError):
+        asyncio.run(ask(silent_url, 0.3))
