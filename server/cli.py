@@ -68,14 +68,12 @@ def json_option(option: str, text: str) -> Any:
 def open_target(args: argparse.Namespace) -> Iterator[Any]:
     """A :class:`quiver.Client` for ``--url``, else a :class:`quiver.Database` on ``--db-dir``."""
     if args.url:
-        import httpx
-
-        from quiver.client import Client
+        from quiver.client import Client, ConnectionFailedError
 
         try:
             with Client(args.url, api_key=args.api_key) as client:
                 yield client
-        except httpx.TransportError as exc:
+        except ConnectionFailedError as exc:
             reason = str(exc) or type(exc).__name__
             raise CliError(f"cannot reach the server at {args.url}: {reason}") from None
         return

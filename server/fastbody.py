@@ -14,6 +14,7 @@ errors are reported.
 from __future__ import annotations
 
 import email.message
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,9 +39,15 @@ def parse_body(model: type[BaseModel], body: bytes) -> BaseModel | None:
 def is_json(content_type: str | None) -> bool:
     """Whether FastAPI reads a body of this content type as JSON (a body without one is
     refused, FastAPI's strict default)."""
-    value = content_type
-    if not value:
+    if not content_type:
         return False
+    return _is_json_type(content_type)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_json_type(value: str) -> bool:
+    """:func:`is_json` of a content type, parsed as FastAPI parses it (clients send the same
+    few values: each is parsed once, not on every request)."""
     message = email.message.Message()
     message["content-type"] = value
     subtype = message.get_content_subtype()

@@ -31,7 +31,6 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
-from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import fastbody
@@ -51,7 +50,10 @@ logger = logging.getLogger(__name__)
 INLINE_RENDER_HITS = 128
 _NAME = r"(?P<name>[A-Za-z0-9_-]{1,64})"  # schemas.CollectionNamePattern
 
-Handler = Callable[[ServerState, str, bytes, float], Awaitable[Response]]
+#: A lean route's handler: (state, collection name, raw body, start time) -> the JSON body of
+#: its 200 answer.
+Handler = Callable[[ServerState, str, bytes, float], Awaitable[bytes]]
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class LeanRoute:
 def lean_routes(state: ServerState, batcher: QueryBatcher | None) -> list[LeanRoute]:
     """The lean routes of a server with these settings."""
 
-    async def quiver_query(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
+    async def quiver_query(state: ServerState, name: str, raw: bytes, t0: float) -> bytes:
         body = _parsed(QueryRequest, raw)
         if body.allow_partial:  # the route adds the coverage of a cluster's partial results
             raise _Deferred("allow_partial")
@@ -84,17 +86,15 @@ def lean_routes(state: ServerState, batcher: QueryBatcher | None) -> list[LeanRo
             return hits_result(hits, body.vector_encoding)
 
         if len(hits) <= INLINE_RENDER_HITS and not request.with_vector:
-            payload = render_json(build, t0)
-        else:
-            payload = await state.run(render_json, build, t0)
-        return Response(payload, media_type="application/json")
+            return render_json(build, t0)
+        return await state.run(render_json, build, t0)
 
-    async def qdrant_query(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
+    async def qdrant_query(state: ServerState, name: str, raw: bytes, t0: float) -> bytes:
         body = _parsed(QueryPoints, raw)
         small = body.prefetch is None and isinstance(body.query, list)
         return await _qdrant_search(state, name, body, execute.query, small, t0)
 
-    async def qdrant_search(state: ServerState, name: str, raw: bytes, t0: float) -> Response:
+    async def qdrant_search(state: ServerState, name: str, raw: bytes, t0: float) -> bytes:
         body = _parsed(SearchPoints, raw)
         small = isinstance(body.vector, list)
         return await _qdrant_search(state, name, body, execute.search, small, t0)
@@ -146,7 +146,7 @@ async def _qdrant_search(
     run: Callable[[Any, Any], Any],
     plain_vector: bool,
     t0: float,
-) -> Response:
+) -> bytes:
     """One Qdrant-compatible query, as ``routes._run_queries`` runs it: inline when small."""
     coll = _db(state).get_collection(name)
     limits = Limits(state.settings)
@@ -161,7 +161,7 @@ async def _qdrant_search(
         and max(limit, ef) <= INLINE_RENDER_HITS
     )
     result = run(coll, body) if small else await state.run(run, coll, body)
-    return envelope(result, t0)
+    return bytes(envelope(result, t0).body)
 
 
 class LeanQueryMiddleware:
@@ -201,12 +201,16 @@ class LeanQueryMiddleware:
             return
         name = route.pattern.fullmatch(scope["path"])["name"]  # type: ignore[index]
         try:
-            response = await route.handle(self.state, name, raw, t0)
+            body = await route.handle(self.state, name, raw, t0)
         except Exception:  # noqa: BLE001 - FastAPI's route answers it, the same way as before
             await self.app(scope, _replay(raw, receive), send)
             return
         scope["route"] = route  # the metrics' route template
-        await response(scope, receive, send)
+        # the headers Starlette's Response(body, media_type="application/json") sends, built
+        # without a Response object (this runs once per query, on the event loop)
+        headers = [(b"content-length", b"%d" % len(body)), _JSON_TYPE]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
     def _match(self, scope: Scope) -> LeanRoute | None:
         if scope["type"] != "http" or scope["method"] != "POST":

@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ApiError, error_response
@@ -32,7 +31,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit, setting = self.limit_for(scope["path"])
-        declared = Headers(scope=scope).get("content-length")
+        declared = _content_length(scope)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             message = f"request body is {declared} bytes; the limit is {limit} ({setting})"
             await error_response(413, "payload_too_large", message)(scope, receive, send)
@@ -53,6 +52,15 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+def _content_length(scope: Scope) -> str | None:
+    """The first Content-Length header (as Starlette's ``Headers.get``; uvicorn gives names in
+    lower case), read without building a ``Headers`` object."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return str(value.decode("latin-1"))
+    return None
 
 
 class ObserveMiddleware:

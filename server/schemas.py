@@ -344,6 +344,11 @@ class ScrollResult(BaseModel):
 # --- query --------------------------------------------------------------------------------
 
 
+#: The options of :class:`quiver.SearchRequest` a query model passes through as they are (the
+#: filter goes as a dict; all are plain values after validation).
+_REQUEST_OPTIONS = tuple(name for name in SearchRequest.option_names() if name != "filter")
+
+
 class _QueryOptions(_Model):
     """The options of :class:`quiver.SearchRequest`, with the server's bounds."""
 
@@ -376,7 +381,7 @@ class _QueryOptions(_Model):
 
     def search_request(self, *, vectors: Any = None, ids: Any = None) -> SearchRequest:
         """The validated :class:`quiver.SearchRequest` of these options and queries."""
-        options = self.model_dump(include=set(SearchRequest.option_names()) - {"filter"})
+        options = {name: getattr(self, name) for name in _REQUEST_OPTIONS}
         return SearchRequest(vectors=vectors, ids=ids, filter=filter_dict(self.filter), **options)
 
 

@@ -35,21 +35,28 @@ class _HeaderDeadline:
     timeout_keep_alive_task: asyncio.TimerHandle | None
 
     def _arm_header_deadline(self) -> None:
-        self._disarm_header_deadline()
+        """Start the deadline. One timer per connection, re-armed lazily: a request costs two
+        attribute writes, not a timer created and cancelled on the event loop."""
         self._header_bytes = 0
-        self._header_timer: asyncio.TimerHandle | None = self.loop.call_later(
-            self.header_timeout_s, self._header_deadline_passed
-        )
+        self._header_deadline: float | None = self.loop.time() + self.header_timeout_s
+        if getattr(self, "_header_timer", None) is None:
+            self._header_timer: asyncio.TimerHandle | None = self.loop.call_at(
+                self._header_deadline, self._header_deadline_passed
+            )
 
     def _disarm_header_deadline(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
+        self._header_deadline = None
 
     def _header_deadline_passed(self) -> None:
+        """The timer fired: close the connection if its deadline is armed and past, else wait
+        for the current deadline (re-armed since the timer was set) or the next arming."""
         self._header_timer = None
-        if not self.transport.is_closing():
+        deadline = self._header_deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline:
+            self._header_timer = self.loop.call_at(deadline, self._header_deadline_passed)
+        elif not self.transport.is_closing():
             self.transport.close()
 
     def _waiting_for_headers(self) -> bool:
@@ -60,7 +67,7 @@ class _HeaderDeadline:
         self._arm_header_deadline()
 
     def data_received(self, data: bytes) -> None:
-        waiting = getattr(self, "_header_timer", None) is not None
+        waiting = getattr(self, "_header_deadline", None) is not None
         super().data_received(data)  # type: ignore[misc]
         if not waiting:
             return
@@ -79,6 +86,10 @@ class _HeaderDeadline:
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_deadline()
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
         super().connection_lost(exc)  # type: ignore[misc]
 
 

@@ -57,6 +57,23 @@ def load_average() -> list[float]:
         return []
 
 
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all its threads) from /proc/<pid>/stat;
+    ``None`` where there is no /proc. Ticks of 1/CLK_TCK s (10 ms): meant for runs of many
+    requests."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "; utime, stime: 14, 15
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_us_per_request(seconds: float | None, requests: int) -> float | None:
+    """CPU microseconds per request (``None`` if unknown or no requests)."""
+    return None if seconds is None or not requests else round(seconds / requests * 1e6, 1)
+
+
 @dataclass
 class Tally:
     """Latencies per request kind, errors, and acknowledged upsert ids."""
@@ -278,7 +295,9 @@ def main() -> int:
         mix = Mix(data.test, args.write_fraction, seed=0)
 
         print(f"embedded: {args.clients} threads, {args.embedded_seconds:.0f} s ...", flush=True)
+        cpu = time.process_time()
         embedded = run_embedded(db_dir, mix, args.clients, args.embedded_seconds, args.max_requests)
+        embedded_cpu = time.process_time() - cpu
         print(json.dumps(embedded.summary()), flush=True)
 
         server_args = [] if args.access_log else ["--no-access-log"]
@@ -287,9 +306,14 @@ def main() -> int:
                 f"HTTP: {args.clients} clients, {args.seconds:.0f} s on {server.url} ...",
                 flush=True,
             )
+            server_cpu, cpu = process_cpu_seconds(server.proc.pid), time.process_time()
             http = asyncio.run(
                 _http_load(server.url, mix, args.clients, args.seconds, args.max_requests)
             )
+            load_generator_cpu = time.process_time() - cpu
+            server_after = process_cpu_seconds(server.proc.pid)
+            if server_cpu is not None and server_after is not None:
+                server_cpu = server_after - server_cpu
             print(json.dumps(http.summary()), flush=True)
             with Client(server.url) as client:
                 coll = client.get_collection(COLLECTION)
@@ -326,13 +350,26 @@ def main() -> int:
             "rps_ratio_embedded_over_http": round(e["rps"] / h["rps"], 2),
             "query_p50_ratio": round(h["query"]["p50_ms"] / e["query"]["p50_ms"], 2),
         },
+        # CPU time per request of the mix (robust on a loaded machine, where rates are not):
+        # the server process (all threads, from /proc), the embedded run (this process) and
+        # the HTTP load generator (this process).
+        "cpu_us_per_request": {
+            "server": cpu_us_per_request(server_cpu, h["requests"]),
+            "embedded": cpu_us_per_request(embedded_cpu, e["requests"]),
+            "load_generator": cpu_us_per_request(load_generator_cpu, h["requests"]),
+        },
         "acknowledged_upserts": len(acked),
         "lost_upserts": lost,
         "final_count": count,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result["overhead"]), f"lost={lost}", f"-> {args.out}")
+    print(
+        json.dumps(result["overhead"]),
+        json.dumps(result["cpu_us_per_request"]),
+        f"lost={lost}",
+        f"-> {args.out}",
+    )
     return 1 if e["errors"] or h["errors"] or lost else 0
 
 

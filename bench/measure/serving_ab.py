@@ -40,7 +40,13 @@ import quiver
 from bench.demo.tour import COLLECTION, load_wordnet
 from bench.harness.bundled import load_wordnet_slice
 from bench.measure.http_latency import WARMUP, _raw_latencies, percentiles
-from bench.measure.http_load import Mix, _http_load, load_average, run_embedded
+from bench.measure.http_load import (
+    Mix,
+    _http_load,
+    load_average,
+    process_cpu_seconds,
+    run_embedded,
+)
 from bench.paths import RESULTS_DIR
 
 RESULTS = RESULTS_DIR / "serving-ab.json"
@@ -58,9 +64,11 @@ DEFAULT_VARIANTS = list(VARIANTS)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads) so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds of a process (all its threads) so far (needs /proc)."""
+    seconds = process_cpu_seconds(pid)
+    if seconds is None:
+        raise RuntimeError("the server's CPU time is read from /proc, which this OS lacks")
+    return seconds
 
 
 def _batch_sizes(url: str) -> dict[str, float]:

@@ -6,10 +6,12 @@ from .sync import Client, RemoteCollection
 from .wire import (
     DEFAULT_BATCH,
     DEFAULT_URL,
+    ConnectionFailedError,
     NotReadyError,
     PayloadTooLargeError,
     PointId,
     RemoteError,
+    RequestTimeoutError,
     UnauthorizedError,
     snapshot_file_name,
 )
@@ -20,11 +22,13 @@ __all__ = [
     "AsyncClient",
     "AsyncRemoteCollection",
     "Client",
+    "ConnectionFailedError",
     "NotReadyError",
     "PayloadTooLargeError",
     "PointId",
     "RemoteCollection",
     "RemoteError",
+    "RequestTimeoutError",
     "UnauthorizedError",
     "snapshot_file_name",
 ]

@@ -20,12 +20,15 @@ import httpx
 
 from . import wire
 from .sync import _progress_bar
+from .transport import httpx_error
 from .wire import DEFAULT_BATCH, DEFAULT_PARALLEL, DEFAULT_RETRIES, DEFAULT_URL, Call, PointId
 
 
 class AsyncClient:
     """An asyncio connection to a quiver server, with the :class:`quiver.Database` verbs as
-    coroutines. ``http``: an ``httpx.AsyncClient`` to send with instead of a new one."""
+    coroutines. ``http``: an ``httpx.AsyncClient`` to send with instead of a new one. A request
+    that gets no answer raises :class:`~quiver.client.ConnectionFailedError`
+    (:class:`~quiver.client.RequestTimeoutError` on a timeout), as with :class:`quiver.Client`."""
 
     def __init__(
         self,
@@ -47,7 +50,11 @@ class AsyncClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request; return the response's ``result`` or raise the matching error."""
-        return wire.result_of(await self._http.request(method, path, **kwargs))
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise httpx_error(self.url, exc) from exc
+        return wire.result_of(response)
 
     async def send(self, call: Call) -> Any:
         """Send one :class:`~quiver.client.wire.Call`; its ``result``."""
@@ -221,11 +228,14 @@ class AsyncRemoteCollection(wire.CollectionVerbs):
         target = Path(path)
         if target.is_dir():
             target = target / name
-        async with self._client._http.stream("GET", f"{self._path}/snapshots/{name}") as r:
-            if r.status_code >= 400:
-                await r.aread()
-                wire.raise_for(r)
-            async with await anyio.open_file(target, "wb") as f:
-                async for chunk in r.aiter_bytes(1 << 20):
-                    await f.write(chunk)
+        try:
+            async with self._client._http.stream("GET", f"{self._path}/snapshots/{name}") as r:
+                if r.status_code >= 400:
+                    await r.aread()
+                    wire.raise_for(r)
+                async with await anyio.open_file(target, "wb") as f:
+                    async for chunk in r.aiter_bytes(1 << 20):
+                        await f.write(chunk)
+        except httpx.TransportError as exc:
+            raise httpx_error(self._client.url, exc) from exc
         return target

@@ -11,7 +11,11 @@ Switching between embedded and remote is one line::
 
 Results are the same :class:`~quiver.types.Point` / :class:`~quiver.types.ScoredPoint` objects,
 and server errors come back as the same exception classes (``CollectionNotFoundError``,
-``InvalidInputError``...). Needs ``httpx`` and ``orjson`` (``pip install "quiver-ann[client]"``).
+``InvalidInputError``...); a request that gets no answer raises
+:class:`~quiver.client.ConnectionFailedError` (:class:`~quiver.client.RequestTimeoutError` on a
+timeout). Requests go over a pool of keep-alive ``http.client`` connections
+(``quiver/client/transport.py``). Needs the ``client`` extra (``pip install
+"quiver-ann[client]"``).
 """
 
 from __future__ import annotations
@@ -23,9 +27,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from . import wire
+from .transport import HttpxTransport, KeepAliveTransport, Transport
 from .wire import (
     DEFAULT_BATCH,
     DEFAULT_PARALLEL,
@@ -44,9 +47,10 @@ class Client:
     ----------
     url : the server's base URL.
     api_key : sent as the ``api-key`` header when the server requires one.
-    timeout : seconds per request (uploads and snapshots included).
-    http : an ``httpx.Client`` to send the requests with instead of a new one (tests pass
-        FastAPI's ``TestClient``); ``url`` and ``timeout`` are then ignored.
+    timeout : seconds to connect, and to wait for each read of an answer.
+    http : an ``httpx.Client`` to send the requests with instead of the client's own
+        connection pool (tests pass FastAPI's ``TestClient``); ``url`` and ``timeout`` are then
+        ignored.
     """
 
     def __init__(
@@ -55,21 +59,27 @@ class Client:
         api_key: str | None = None,
         *,
         timeout: float = 60.0,
-        http: httpx.Client | None = None,
+        http: Any = None,
     ) -> None:
         headers = {"api-key": api_key} if api_key else {}
-        if http is not None:
-            http.headers.update(headers)
-            self._http = http
-        else:
-            self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
-        self.url = str(self._http.base_url).rstrip("/")
+        self._transport: Transport = (
+            KeepAliveTransport(url, headers, timeout)
+            if http is None
+            else HttpxTransport(http, headers)
+        )
+        self.url = self._transport.url
 
     # -- plumbing --------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        content: bytes | Iterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """Send a request; return the response's ``result`` or raise the matching error."""
-        return wire.result_of(self._http.request(method, path, **kwargs))
+        return wire.result_of(self._transport.request(method, path, content, headers))
 
     def send(self, call: Call) -> Any:
         """Send one :class:`~quiver.client.wire.Call`; its ``result``."""
@@ -86,7 +96,7 @@ class Client:
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
     def __enter__(self) -> Client:
         return self
@@ -102,8 +112,8 @@ class Client:
     def ready(self) -> bool:
         """Whether ``/readyz`` answers 200 (collections open, kernels compiled)."""
         try:
-            return self._http.get("/readyz").status_code == 200
-        except httpx.TransportError:
+            return self._transport.request("GET", "/readyz").status_code == 200
+        except wire.ConnectionFailedError:
             return False
 
     def wait_ready(self, timeout: float = 120.0, interval: float = 0.1) -> None:
@@ -257,13 +267,9 @@ class RemoteCollection(wire.CollectionVerbs):
         target = Path(path)
         if target.is_dir():
             target = target / name
-        with self._client._http.stream("GET", f"{self._path}/snapshots/{name}") as r:
-            if r.status_code >= 400:
-                r.read()
-                wire.raise_for(r)
-            with open(target, "wb") as f:
-                for chunk in r.iter_bytes(1 << 20):
-                    f.write(chunk)
+        error = self._client._transport.download(f"{self._path}/snapshots/{name}", target)
+        if error is not None:
+            wire.raise_for(error)
         return target
 
 

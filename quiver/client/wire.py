@@ -15,7 +15,7 @@ import random
 import re
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import numpy as np
@@ -59,6 +59,15 @@ class PayloadTooLargeError(RemoteError, InvalidInputError):
     """The request exceeded a size limit of the server (body bytes or batch size)."""
 
 
+class ConnectionFailedError(QuiverError, ConnectionError):
+    """A request got no HTTP answer: the connection was refused or dropped, or the answer was
+    malformed. Transient: ``upsert`` sends the batch again."""
+
+
+class RequestTimeoutError(ConnectionFailedError, TimeoutError):
+    """A request got no answer within the client's ``timeout``."""
+
+
 _ERROR_CLASSES: dict[str, type[Exception]] = {
     **{code: cls for cls, code in ERROR_CODES},
     "validation_error": InvalidInputError,  # the server's schema errors (422)
@@ -66,7 +75,20 @@ _ERROR_CLASSES: dict[str, type[Exception]] = {
 }
 
 
-def raise_for(response: httpx.Response) -> None:
+class Response(Protocol):
+    """What the clients read from an answer (an ``httpx.Response`` is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def content(self) -> bytes: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+def raise_for(response: Response) -> None:
     """Raise the exception matching an error response."""
     try:
         body = orjson.loads(response.content)
@@ -86,7 +108,7 @@ def raise_for(response: httpx.Response) -> None:
     raise RemoteError(status, error, message)
 
 
-def result_of(response: httpx.Response) -> Any:
+def result_of(response: Response) -> Any:
     """The ``result`` of a response, or the matching exception."""
     if response.status_code >= 400:
         raise_for(response)
@@ -95,7 +117,7 @@ def result_of(response: httpx.Response) -> Any:
 
 def is_transient(exc: BaseException) -> bool:
     """Whether a failed call may succeed when sent again (upserts are idempotent)."""
-    if isinstance(exc, httpx.TransportError):
+    if isinstance(exc, ConnectionFailedError | httpx.TransportError):
         return True
     return isinstance(exc, RemoteError) and exc.status in TRANSIENT_STATUSES
 
@@ -107,7 +129,8 @@ def backoff_seconds(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
 
 @dataclass
 class Call:
-    """One HTTP call a verb needs: method, path (under the base URL) and httpx arguments."""
+    """One HTTP call a verb needs: method, path (under the base URL), and ``content`` /
+    ``headers`` when it has a body."""
 
     method: str
     path: str

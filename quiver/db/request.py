@@ -107,15 +107,23 @@ class SearchRequest:
     @classmethod
     def option_names(cls) -> tuple[str, ...]:
         """The options besides the query (what an interface passes through)."""
-        return tuple(f.name for f in fields(cls) if f.init and f.name not in ("vectors", "ids"))
+        return _OPTION_NAMES
 
     def options(self) -> dict[str, Any]:
         """The options that differ from their defaults, JSON-ready (for the HTTP client)."""
         out = {}
-        for f in fields(self):
-            if not f.init or f.name in ("vectors", "ids"):
-                continue
-            value = getattr(self, f.name)
-            if value != f.default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
+        for name, default in _OPTION_DEFAULTS:
+            value = getattr(self, name)
+            if value != default:
+                out[name] = list(value) if isinstance(value, tuple) else value
         return out
+
+
+#: (name, default) of each option, in field order: looked up once, not per request (the
+#: server builds and groups requests on its event loop).
+_OPTION_DEFAULTS: tuple[tuple[str, Any], ...] = tuple(
+    (f.name, f.default)
+    for f in fields(SearchRequest)
+    if f.init and f.name not in ("vectors", "ids")
+)
+_OPTION_NAMES = tuple(name for name, _ in _OPTION_DEFAULTS)

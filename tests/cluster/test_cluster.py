@@ -341,9 +341,8 @@ def test_the_http_api_serves_the_cluster(cluster, data_dir, tmp_path) -> None:
 def http_server(cluster, data_dir, tmp_path):
     """The server app over the cluster (``quiver serve --cluster``) in a thread of this
     process (connected to the Ray cluster), on 127.0.0.1; yields its URL."""
-    import socket
-
-    import uvicorn
+    import httpx
+    from threaded_server import serve_in_thread
 
     from quiver.server import Settings, create_app
 
@@ -351,20 +350,10 @@ def http_server(cluster, data_dir, tmp_path):
         db_dir=data_dir, snapshot_dir=tmp_path / "snapshots", access_log=False, threads=1,
         cluster="local", cluster_namespace=NAMESPACE, cluster_shards=3, cluster_replicas=2,
     )  # fmt: skip
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    import httpx
-
-    _wait_until(lambda: httpx.get(f"{url}/readyz").status_code == 200, lambda: "server ready")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=60)
-    sock.close()
+    for url in serve_in_thread(create_app(settings)):
+        ready = f"{url}/readyz"
+        _wait_until(lambda: httpx.get(ready).status_code == 200, lambda: "server ready")  # noqa: B023
+        yield url
 
 
 def test_the_qdrant_client_works_against_the_cluster(http_server) -> None:

@@ -11,7 +11,16 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from server_testing import API_KEY, DIM, make_settings, next_name, open_client, payload, vectors
+from server_testing import (
+    API_KEY,
+    DIM,
+    make_settings,
+    next_name,
+    open_client,
+    payload,
+    vectors,
+)
+from threaded_server import serve_in_thread
 
 import quiver
 from quiver.client import Client, PayloadTooLargeError, UnauthorizedError
@@ -21,15 +30,25 @@ from quiver.errors import (
     InvalidInputError,
     PointNotFoundError,
 )
+from quiver.server import create_app
 from quiver.types import Point, ScoredPoint
 
 
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
-    """A Client talking to an in-process app that requires an API key."""
+@pytest.fixture(scope="module", params=["http", "testclient"])
+def remote(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Client]:
+    """A Client talking to an app that requires an API key: over real HTTP (uvicorn on
+    127.0.0.1, the client's own keep-alive transport) and through FastAPI's TestClient."""
     settings = make_settings(tmp_path_factory.mktemp("client"), api_key=API_KEY)
-    for http in open_client(settings):
-        yield Client(api_key=API_KEY, http=http)
+    if request.param == "http":
+        for url in serve_in_thread(create_app(settings)):
+            with Client(url, api_key=API_KEY, timeout=30) as client:
+                client.wait_ready(timeout=120)
+                yield client
+    else:
+        for http in open_client(settings):
+            yield Client(api_key=API_KEY, http=http)
 
 
 @pytest.fixture
@@ -112,12 +131,13 @@ def test_columns_as_input(remote: Client) -> None:
 
 
 def test_wrong_key(remote: Client) -> None:
-    other = Client(api_key="wrong", http=remote._http)  # shares (and changes) the headers
-    try:
-        with pytest.raises(UnauthorizedError):
-            other.list_collections()
-    finally:
-        remote._http.headers["api-key"] = API_KEY
+    with pytest.raises(UnauthorizedError):
+        remote.request("GET", "/collections", headers={"api-key": "wrong"})
+    assert isinstance(remote.list_collections(), list)  # the client's own key is unchanged
+    if remote.url.startswith("http://127.0.0.1"):
+        for key in ("wrong", None):
+            with Client(remote.url, api_key=key) as other, pytest.raises(UnauthorizedError):
+                other.list_collections()
 
 
 def test_snapshot_download_and_upload(remote: Client, tmp_path: Path) -> None:
