@@ -39,6 +39,9 @@ class Cluster:
     namespace : the Ray namespace of the cluster's named actors (two clusters on one Ray
         cluster use two namespaces).
     fsync, num_threads : the nodes' :class:`quiver.Database` options.
+    node_niceness : the niceness of the data node and coordinator processes (Ray starts its
+        workers at 15, below every normal process; a database server should not be; None:
+        leave Ray's).
     heartbeat_s : the coordinator's failure-detection period (0: only on :meth:`repair`).
     ping_timeout_s : a node that misses a health check's deadline counts as down.
     ef_exponent : the per-shard ef rule, ``ceil(ef / S ** ef_exponent)``.
@@ -59,6 +62,7 @@ class Cluster:
         namespace: str = calls.DEFAULT_NAMESPACE,
         fsync: str = "batch",
         num_threads: int | None = None,
+        node_niceness: int | None = 0,
         heartbeat_s: float = 0.5,
         ping_timeout_s: float = 1.0,
         ef_exponent: float = DEFAULT_EF_EXPONENT,
@@ -77,10 +81,10 @@ class Cluster:
         self._defaults = {"shards": shards, "replicas": replicas}
         self._collections: dict[str, ClusterCollection] = {}
         self._coordinator = launch.start_coordinator(
-            self._data_dir, namespace, heartbeat_s, ping_timeout_s
+            self._data_dir, namespace, heartbeat_s, ping_timeout_s, node_niceness
         )
         self._options = options or RouterOptions()
-        node_options = {"fsync": fsync, "num_threads": num_threads}
+        node_options = {"fsync": fsync, "num_threads": num_threads, "niceness": node_niceness}
         self._nodes = {
             name: launch.start_node(name, node_id, self._data_dir, namespace, node_options)
             for name, node_id in launch.ray_nodes().items()

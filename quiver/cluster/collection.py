@@ -16,7 +16,16 @@ import numpy as np
 from quiver.cluster.batching import QueryBatcher
 from quiver.cluster.hashing import group_by_shard
 from quiver.cluster.layout import CollectionLayout
-from quiver.cluster.merge import RECALL_K, Hits, merge_hits, merge_pages, shard_options
+from quiver.cluster.merge import (
+    RECALL_K,
+    CompactHits,
+    Hits,
+    expand_hits,
+    merge_compact,
+    merge_hits,
+    merge_pages,
+    shard_options,
+)
 from quiver.cluster.router import ShardRouter
 from quiver.cluster.snapshots import write_cluster_snapshot
 from quiver.db.filters import parse_filter
@@ -256,9 +265,13 @@ class ClusterCollection:
         options["vectors"] = vectors
         answers = self._router.read(self.name, "search", self._all(options), partial)
         higher = self.metric != "l2"
+        parts = [answers[s] for s in sorted(answers)]
+        if all(isinstance(part, CompactHits) for part in parts):
+            return merge_compact(parts, request.k, request.offset, higher, exclude, self.shards)
+        parts = [expand_hits(part) for part in parts]
         return [
             merge_hits(
-                [answers[s][q] for s in sorted(answers)],
+                [part[q] for part in parts],
                 request.k,
                 request.offset,
                 higher,

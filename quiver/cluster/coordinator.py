@@ -27,6 +27,7 @@ from quiver.cluster.layout import (
     place_replicas,
     save_layout,
 )
+from quiver.cluster.priority import set_niceness
 from quiver.cluster.replica import replica_name
 from quiver.errors import (
     CollectionExistsError,
@@ -58,7 +59,9 @@ class Coordinator:
         namespace: str = calls.DEFAULT_NAMESPACE,
         heartbeat_s: float = 0.5,
         ping_timeout_s: float = PING_TIMEOUT_S,
+        niceness: int | None = 0,
     ) -> None:
+        set_niceness(niceness)  # its heartbeat must not wait behind busy processes
         self._ping_timeout_s = float(ping_timeout_s)
         self._path = Path(directory) / LAYOUT_FILE
         self._namespace = namespace

@@ -61,7 +61,11 @@ def start_node(
 
 
 def start_coordinator(
-    data_dir: Path, namespace: str, heartbeat_s: float, ping_timeout_s: float
+    data_dir: Path,
+    namespace: str,
+    heartbeat_s: float,
+    ping_timeout_s: float,
+    niceness: int | None = 0,
 ) -> Any:
     """The coordinator actor (created on this process's node if it does not exist)."""
     return (
@@ -76,5 +80,5 @@ def start_coordinator(
             num_cpus=0,
             scheduling_strategy=_pinned(ray.get_runtime_context().get_node_id()),
         )
-        .remote(str(data_dir / "coordinator"), namespace, heartbeat_s, ping_timeout_s)
+        .remote(str(data_dir / "coordinator"), namespace, heartbeat_s, ping_timeout_s, niceness)
     )

@@ -15,7 +15,10 @@ Rules (docs/SCALING.md):
   the target unchanged (each shard reaching it on its own top k) overspent: measured with
   ``bench/measure/cluster_target_recall.py`` (docs/SCALING.md).
 * **Merge** by exact score (the shards return exact float32 rerank scores, so the merged order
-  is the exact order of what they returned); ties by id, for a deterministic answer.
+  is the exact order of what they returned); ties by id, for a deterministic answer. Hits
+  without payload or vector of integer ids travel as arrays (:class:`CompactHits`: no
+  per-hit objects to pickle) and merge vectorised (:func:`merge_compact`), with the same
+  result as :func:`merge_hits`.
 * Filters, score thresholds and payload selection pass through unchanged.
 * **Partial results** (``allow_partial``): the merge of the shards that answered, with
   ``coverage = shards answered / shards`` on each hit list (:class:`Hits`).
@@ -25,7 +28,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from quiver.db.request import SearchRequest
 from quiver.params import DEFAULT_EF
@@ -139,3 +144,75 @@ def merge_pages(pages: list[tuple[list[Point], Any]], limit: int) -> tuple[list[
     points = sorted((p for page, _ in pages for p in page), key=lambda p: p.id)
     rest = [p.id for p in points[limit:]] + [n for _, n in pages if n is not None]
     return points[:limit], (min(rest) if rest else None)
+
+
+class CompactHits(NamedTuple):
+    """One shard's hits for a batch of queries as arrays: query ``i``'s hits are
+    ``ids[starts[i]:starts[i] + counts[i]]`` (integer ids) with their ``scores``, best first.
+    What a node returns instead of :class:`ScoredPoint` lists when no payload or vector is
+    asked for: three arrays pickle in microseconds, 10,000 objects in tens of milliseconds."""
+
+    ids: np.ndarray  # uint64
+    scores: np.ndarray  # float64 (the exact float32 scores, widened)
+    counts: np.ndarray  # int64, one per query
+
+
+def compact_hits(hits: list[list[ScoredPoint]]) -> CompactHits:
+    """:class:`CompactHits` of hit lists without payloads or vectors, of integer ids."""
+    counts = np.fromiter(map(len, hits), dtype=np.int64, count=len(hits))
+    total = int(counts.sum())
+    flat = [h for query in hits for h in query]
+    ids = np.fromiter((h.id for h in flat), dtype=np.uint64, count=total)
+    scores = np.fromiter((h.score for h in flat), dtype=np.float64, count=total)
+    return CompactHits(ids, scores, counts)
+
+
+def merge_compact(
+    per_shard: list[CompactHits],
+    k: int,
+    offset: int,
+    higher_is_better: bool,
+    excludes: list[Any],
+    shards: int,
+) -> list[Hits]:
+    """:func:`merge_hits` for every query of a batch at once, from the shards' compact
+    answers: the same hits in the same order (best score first, ties by smaller id)."""
+    n = len(per_shard[0].counts)
+    width = max(1, max(int(part.counts.max(initial=0)) for part in per_shard))
+    worst = np.inf  # sort key of a missing hit (keys are scores negated when higher is better)
+    sign = -1.0 if higher_is_better else 1.0
+    keys = np.full((n, width * len(per_shard)), worst)
+    ids = np.zeros((n, width * len(per_shard)), dtype=np.uint64)
+    for j, part in enumerate(per_shard):
+        rows = np.repeat(np.arange(n), part.counts)
+        starts = np.cumsum(part.counts) - part.counts
+        cols = np.arange(len(part.ids)) - np.repeat(starts, part.counts) + j * width
+        keys[rows, cols] = sign * part.scores
+        ids[rows, cols] = part.ids
+    if any(e is not None for e in excludes):  # the query point of a search by id
+        has = np.array([e is not None for e in excludes])
+        excluded = np.array([0 if e is None else e for e in excludes], dtype=np.uint64)
+        keys[(ids == excluded[:, None]) & has[:, None]] = worst
+    order = np.lexsort((ids, keys), axis=1)[:, offset : offset + k]
+    top_keys = np.take_along_axis(keys, order, axis=1)
+    top_ids = np.take_along_axis(ids, order, axis=1).tolist()
+    top_scores = (sign * top_keys).tolist()
+    found = np.isfinite(top_keys).sum(axis=1).tolist()
+    answered = len(per_shard)
+    return [
+        Hits([ScoredPoint(i, s) for i, s in zip(ids_q[:m], keys_q, strict=False)], answered, shards)
+        for ids_q, keys_q, m in zip(top_ids, top_scores, found, strict=True)
+    ]
+
+
+def expand_hits(part: CompactHits | list[list[ScoredPoint]]) -> list[list[ScoredPoint]]:
+    """Hit lists of a shard's answer, compact or not."""
+    if not isinstance(part, CompactHits):
+        return part
+    ids, scores = part.ids.tolist(), part.scores.tolist()
+    ends = np.cumsum(part.counts).tolist()
+    starts = [0, *ends[:-1]]
+    return [
+        [ScoredPoint(i, s) for i, s in zip(ids[a:b], scores[a:b], strict=True)]
+        for a, b in zip(starts, ends, strict=True)
+    ]

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from quiver.cluster import calls
-from quiver.cluster.merge import resolve_target_recall
+from quiver.cluster.merge import CompactHits, compact_hits, resolve_target_recall
+from quiver.cluster.priority import set_niceness
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica, replica_name
 from quiver.db.database import Database
 from quiver.db.payloads import keys_removed, payload_change
@@ -65,7 +66,9 @@ class Node:
         namespace: str = calls.DEFAULT_NAMESPACE,
         fsync: str = "batch",
         num_threads: int | None = None,
+        niceness: int | None = 0,
     ) -> None:
+        set_niceness(niceness)
         self.name = name
         self._dir = Path(directory)
         self._namespace = namespace
@@ -89,7 +92,10 @@ class Node:
 
     # ------------------------------------------------------------------ lifecycle
     def ping(self) -> dict[str, Any]:
-        return {"name": self.name, "pid": os.getpid(), "incarnation": self._incarnation}
+        return {
+            "name": self.name, "pid": os.getpid(), "incarnation": self._incarnation,
+            "niceness": os.getpriority(os.PRIO_PROCESS, 0),
+        }  # fmt: skip
 
     def create_replica(
         self,
@@ -433,12 +439,20 @@ class Node:
 
     def search(
         self, collection: str, shard: int, options: dict[str, Any]
-    ) -> list[list[ScoredPoint]]:
+    ) -> list[list[ScoredPoint]] | CompactHits:
         """Run a search request (``SearchRequest`` keyword arguments, a ``target_recall``
-        resolved by :func:`~quiver.cluster.merge.resolve_target_recall`) on this replica."""
+        resolved by :func:`~quiver.cluster.merge.resolve_target_recall`) on this replica;
+        without payloads or vectors, of integer ids, the hits as :class:`CompactHits`."""
         replica = self._readable(collection, shard)
         options = resolve_target_recall(options, replica.collection.ef_for_recall)
-        return replica.collection.query(SearchRequest(**options))
+        hits = replica.collection.query(SearchRequest(**options))
+        if (
+            replica.collection.id_type == "uint64"
+            and not options.get("with_payload")
+            and not options.get("with_vector")
+        ):
+            return compact_hits(hits)  # arrays: no per-hit objects to pickle
+        return hits
 
     def prepare_recall(self, collection: str, shard: int, recall_k: int) -> None:
         """Make sure this replica has a ``target_recall`` calibration for ``recall_k`` results

@@ -9,6 +9,7 @@ restart. The failure tests change the cluster, so they come last.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -472,6 +473,14 @@ def test_sharded_recall_matches_one_index(cluster, tmp_path, wordnet) -> None:
         np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth.tolist(), strict=True)])
         >= 0.93
     )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="lowering a process's niceness needs root here")
+def test_data_nodes_run_at_normal_priority(cluster) -> None:
+    """Ray starts workers at niceness 15; the data nodes reset theirs (a niced node waits
+    behind every busy process of the machine)."""
+    for name in cluster.nodes:
+        assert ray.get(_node(name).ping.remote())["niceness"] == 0, name
 
 
 class _RouterSpy:

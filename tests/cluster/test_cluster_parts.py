@@ -25,6 +25,9 @@ from quiver.cluster.layout import (
 )
 from quiver.cluster.merge import (
     RECALL_K,
+    compact_hits,
+    expand_hits,
+    merge_compact,
     merge_hits,
     merge_pages,
     resolve_target_recall,
@@ -343,3 +346,31 @@ def test_the_replication_log_restarts_past_its_retention(tmp_path) -> None:
         assert [op.seq for op in again.ops_after(5)] == [6]
         assert again.collection.count() == 6
         again.close()
+
+
+@pytest.mark.parametrize("higher", [True, False])
+def test_compact_merge_equals_the_hit_list_merge(higher: bool) -> None:
+    """The array merge gives the same hits in the same order as merge_hits: ties on score
+    broken by id, the query point left out, offsets, shards with fewer hits than k or none."""
+    rng = np.random.default_rng(3)
+    shards, n_queries, k = 3, 40, 10
+    per_shard = []
+    for s in range(shards):
+        hits = []
+        for _ in range(n_queries):
+            m = int(rng.integers(0, k + 3))
+            ids = rng.choice(np.arange(s, 300, shards, dtype=np.uint64), m, replace=False)
+            ids[: m // 3] += np.uint64(3 << 62)  # large ids (above int64) too; shards disjoint
+            scores = np.round(rng.random(m), 1).astype(np.float32)  # many ties
+            order = np.lexsort((ids, -scores if higher else scores))
+            hits.append([ScoredPoint(int(ids[i]), float(scores[i])) for i in order])
+        per_shard.append(hits)
+    excludes = [per_shard[0][q][0].id if q % 2 and per_shard[0][q] else None
+                for q in range(n_queries)]  # fmt: skip
+    parts = [compact_hits(h) for h in per_shard]
+    assert all(expand_hits(p) == h for p, h in zip(parts, per_shard, strict=True))
+    for offset in (0, 3):
+        got = merge_compact(parts, k, offset, higher, excludes, shards + 1)
+        for q in range(n_queries):
+            want = merge_hits([h[q] for h in per_shard], k, offset, higher, excludes[q], shards + 1)
+            assert got[q] == want and (got[q].shards_answered, got[q].shards) == (shards, 4)
