@@ -49,6 +49,55 @@ def insert_candidate(
     return lo
 
 
+@njit(cache=True, nogil=True, inline="always")
+def merge_candidates(
+    ids: np.ndarray,
+    dists: np.ndarray,
+    done: np.ndarray,
+    count: int,
+    new_ids: np.ndarray,
+    new_dists: np.ndarray,
+    n_new: int,
+) -> tuple[int, int]:
+    """Insert the first ``n_new`` of ``(new_dists, new_ids)`` (sorted here, in place) into the
+    sorted list of ``count`` entries in one merge from the back: the same list as inserting
+    them one by one with :func:`insert_candidate` (ties keep arrival order: old entries, then
+    new ones in their order), for one shift of the list instead of one per insertion.
+
+    Returns ``(count, first)``: the new length and the position of the first new entry that
+    stayed in the list (``count`` when none did)."""
+    for i in range(1, n_new):  # stable insertion sort: n_new is at most the degree
+        d, r = new_dists[i], new_ids[i]
+        j = i - 1
+        while j >= 0 and new_dists[j] > d:
+            new_dists[j + 1] = new_dists[j]
+            new_ids[j + 1] = new_ids[j]
+            j -= 1
+        new_dists[j + 1] = d
+        new_ids[j + 1] = r
+    capacity = ids.shape[0]
+    total = count + n_new
+    out = total if total < capacity else capacity
+    i, j, w = count - 1, n_new - 1, total - 1
+    first = out
+    while j >= 0:  # the old entries left of every remaining new one stay where they are
+        if i >= 0 and dists[i] > new_dists[j]:
+            if w < capacity:
+                ids[w] = ids[i]
+                dists[w] = dists[i]
+                done[w] = done[i]
+            i -= 1
+        else:
+            if w < capacity:
+                ids[w] = new_ids[j]
+                dists[w] = new_dists[j]
+                done[w] = False
+                first = w
+            j -= 1
+        w -= 1
+    return out, first
+
+
 @njit(cache=True, nogil=True)
 def next_epoch(stamps: np.ndarray, epochs: np.ndarray, slot: int) -> np.uint8:
     """Advance the visited epoch of scratch ``slot``; zero its stamps when the counter wraps."""

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from quiver.engine.candidates import insert_candidate, next_epoch
+from quiver.engine.candidates import insert_candidate, merge_candidates, next_epoch
 from quiver.engine.kernels import (
     encode_query,
     navigation_distance,
@@ -80,6 +80,8 @@ def beam_search(
     n_expanded = 0
     cur = 0
     fresh = np.empty(adjacency.shape[1], dtype=np.int32)
+    new_ids = np.empty(adjacency.shape[1], dtype=np.int32)
+    new_dists = np.empty(adjacency.shape[1], dtype=dists.dtype)
     bound = np.uint32(limit)
     while cur < count:
         node = ids[cur]
@@ -87,32 +89,35 @@ def beam_search(
         if n_expanded < expanded.shape[0]:
             expanded[n_expanded] = node
         n_expanded += 1
-        # pass 1: unvisited neighbours, their code rows prefetched so the loads overlap
+        # pass 1: unvisited neighbours (without a branch on the visited test, which the CPU
+        # cannot predict), their code rows prefetched so the loads overlap
         n_fresh = 0
         for j in range(degrees[node]):
             nb = adjacency[node, j]
             if np.uint32(nb) >= bound:  # -1 padding or a row not yet published
                 continue
-            if stamps[nb] != epoch:
-                stamps[nb] = epoch
-                fresh[n_fresh] = nb
-                n_fresh += 1
-                prefetch_row(codes, nb)
-        # pass 2: distances and insertion
-        best_new = count
+            fresh[n_fresh] = nb
+            n_fresh += stamps[nb] != epoch
+            stamps[nb] = epoch
+        for j in range(n_fresh):
+            prefetch_row(codes, fresh[j])
+        # pass 2: distances; those that can enter the list are merged into it at once
+        n_new = 0
+        full = count == ids.shape[0]
         for j in range(n_fresh):
             nb = fresh[j]
             d = navigation_distance(query, codes[nb], words, dim)
             if filtered and admit[nb]:
                 n_res = _keep_result(res_ids, res_dists, res_done, n_res, nb, d)
                 n_admitted += 1
-            pos = insert_candidate(ids, dists, done, count, nb, d)
-            if pos >= 0:
-                if count < ids.shape[0]:
-                    count += 1
-                if pos < best_new:
-                    best_new = pos
+            if not full or d < dists[count - 1]:
+                new_ids[n_new] = nb
+                new_dists[n_new] = d
+                n_new += 1
         n_dist += n_fresh
+        best_new = count
+        if n_new > 0:
+            count, best_new = merge_candidates(ids, dists, done, count, new_ids, new_dists, n_new)
         if best_new < cur:
             cur = best_new
         while cur < count and done[cur]:
