@@ -180,7 +180,7 @@ class AsyncRemoteCollection(wire.CollectionVerbs):
         batch_size: int = DEFAULT_BATCH,
         parallel: int = DEFAULT_PARALLEL,
         retries: int = DEFAULT_RETRIES,
-        format: str = "base64",  # noqa: A002 - the option's word
+        format: str = "auto",  # noqa: A002 - the option's word
         progress: bool = False,
     ) -> int:
         """As :meth:`quiver.client.RemoteCollection.upsert`: batches, at most ``parallel`` in

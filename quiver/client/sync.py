@@ -210,7 +210,7 @@ class RemoteCollection(wire.CollectionVerbs):
         batch_size: int = DEFAULT_BATCH,
         parallel: int = DEFAULT_PARALLEL,
         retries: int = DEFAULT_RETRIES,
-        format: str = "base64",  # noqa: A002 - the option's word
+        format: str = "auto",  # noqa: A002 - the option's word
         progress: bool = False,
     ) -> int:
         """Insert or replace points; returns how many. Sent in requests of ``batch_size``
@@ -218,8 +218,11 @@ class RemoteCollection(wire.CollectionVerbs):
         last one wins as embedded), each durable when acknowledged (a failure leaves other
         batches written). A batch failing on a transient error (connection, 429/502/503/504)
         is sent again up to ``retries`` times with exponential backoff: upserts are
-        idempotent. ``format``: ``"base64"`` (float32 vectors in a JSON body, the default),
-        ``"json"`` (numbers) or ``"arrow"`` (an Arrow IPC stream). ``progress``: a tqdm bar."""
+        idempotent. ``format``: ``"auto"`` (the default: ``"arrow"`` when the points
+        come back unchanged through it, see :func:`~quiver.client.wire.arrow_is_exact`, else
+        ``"base64"``), ``"arrow"`` (an Arrow IPC stream, the fastest), ``"base64"`` (float32
+        vectors in a JSON body: any JSON payload) or ``"json"`` (numbers). ``progress``: a
+        tqdm bar."""
         plan = wire.plan_upsert(ids, vectors, payloads, batch_size, format)
         bar = _progress_bar(len(plan.ids), self.name) if progress else None
         send = functools.partial(self._send_batch, plan, retries=retries)

@@ -165,3 +165,39 @@ def test_progress_bar(remote_sync: Client, capsys: pytest.CaptureFixture[str]) -
     coll = remote_sync.create_collection(next_name(), DIM)
     coll.upload(list(range(20)), vectors(20, seed=26), batch_size=5, progress=True)
     assert "20/20" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("ids", "payloads", "chosen"),
+    [
+        ([1, 2], None, "arrow"),
+        (["a", "b"], [{"n": 1, "t": "x", "f": 0.5, "b": True}, {"t": "y"}], "arrow"),
+        ([1, 2], [{"n": 1}, {"n": 2.5}], "base64"),  # one column of one type: 1 -> 1.0
+        ([1, 2], [{"n": True}, {"n": 1}], "base64"),  # a bool is not an int here
+        ([1, 2], [{"n": 1}, None], "base64"),  # a null payload
+        ([1, 2], [{"n": None}, {"n": 1}], "base64"),  # a null leaves the key out
+        ([1, 2], [{"tags": ["a"]}, {"tags": []}], "base64"),  # not a flat scalar
+        ([1, 2], [{"d": {"x": 1}}, {"d": {"y": 2}}], "base64"),
+        ([1, 2], [{"n": 2**63}, {"n": 1}], "base64"),  # beyond int64
+        ([1, 2], [{"f": float("nan")}, {"f": 1.0}], "base64"),
+        ([1, 2], [{"id": 1}, {"id": 2}], "base64"),  # the stream's own column names
+        ([1, 2], [{}, {}], "base64"),  # no payload column at all
+        ([1, "b"], None, "base64"),  # mixed id kinds
+    ],
+)
+def test_auto_sends_arrow_only_when_the_points_come_back_unchanged(
+    ids: list[Any], payloads: Any, chosen: str
+) -> None:
+    plan = wire.plan_upsert(ids, np.zeros((2, 3), np.float32), payloads, 10, "auto")
+    assert plan.format == chosen
+
+
+def test_auto_upload_stores_the_points_exactly(remote_sync: Client) -> None:
+    coll = remote_sync.create_collection(next_name(), DIM, id_type="string")
+    x = vectors(20, seed=23)
+    payloads = [{"n": i, "t": f"p{i}", "f": i / 4, "ok": i % 3 == 0} for i in range(20)]
+    payloads[5] = {"t": "only"}
+    ids = [f"id{i}" for i in range(20)]
+    assert coll.upsert(ids, x, payloads, batch_size=6) == 20
+    got = coll.retrieve(ids)
+    assert [p.payload for p in got] == payloads
