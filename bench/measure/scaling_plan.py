@@ -55,7 +55,7 @@ def pages_per_row(dim: int) -> float:
 
 
 def plan(args: argparse.Namespace) -> str:
-    from quiver.cluster.merge import shard_ef
+    from quiver.cluster.merge import DEFAULT_EF_EXPONENT, shard_ef
     from quiver.engine.bq import code_bytes
 
     big = harness_row("minilm-text-562k-384-angular", 1)
@@ -121,7 +121,7 @@ def plan(args: argparse.Namespace) -> str:
         f"| build time of the cluster (shards in parallel; replicas by snapshot copy) | "
         f"{build_s / 60:.0f} min | extrapolated |",
         f"| per-shard ef at request ef {args.ef} | {ef_shard} | "
-        f"`quiver.cluster.merge.shard_ef` (ef / sqrt(S)) |",
+        f"`quiver.cluster.merge.shard_ef` (ef / S ** {DEFAULT_EF_EXPONENT:g}) |",
         f"| rerank rows per query, all shards | {rows_query} (one index: {args.ef}) | "
         f"shards x per-shard ef (rerank = ef) |",
         f"| 4 KiB pages per float row, {args.dim}-d | {pages:.2f} | rows packed back to back |",

@@ -4,10 +4,12 @@ Rules (docs/SCALING.md):
 
 * **k per shard = k + offset**: any shard may hold all of the global top k, so asking a shard
   for fewer costs recall. The offset is applied after the merge.
-* **ef per shard** = ``max(k + offset, ceil(ef / S ** ef_exponent))`` with ``ef_exponent`` 0.5
-  by default: each shard's index is ``S`` times smaller, and the ef that matched one index's
-  recall was about ``ef / sqrt(S)`` on 30k points. ``ef`` is the request's (default
-  ``max(64, k)``). ``ef_exponent=0`` gives every shard the full ef.
+* **ef per shard** = ``max(k + offset, ceil(ef / S ** ef_exponent))`` with ``ef_exponent``
+  0.25 by default: each shard's index is ``S`` times smaller, but on the 562k MiniLM set a
+  shard needed more than ``ef / sqrt(S)`` (the rule seen on 30k points) to reach one index's
+  recall at ef 64: interpolated between the swept points, ``ef / S ** 0.25`` for 2 and 4
+  shards (``bench/measure/cluster_scaling.py``, docs/SCALING.md). ``ef`` is the request's
+  (default ``max(64, k)``). ``ef_exponent=0`` gives every shard the full ef.
 * **target_recall** (merged calibration): each shard still returns k + offset results, but
   picks its ef from its own calibration for the target at ``shard_recall_k`` results (its
   expected share of the global top k plus one standard deviation), not at k: the global top
@@ -36,7 +38,7 @@ from quiver.db.request import SearchRequest
 from quiver.params import DEFAULT_EF
 from quiver.types import Point, ScoredPoint
 
-DEFAULT_EF_EXPONENT = 0.5
+DEFAULT_EF_EXPONENT = 0.25
 #: Key of a shard's search options: the k its ``target_recall`` calibration is for.
 RECALL_K = "recall_k"
 
