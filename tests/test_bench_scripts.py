@@ -126,8 +126,8 @@ def test_cluster_scaling_derives_the_ef_rule_and_the_acceptance_ratios():
     four = _system(4, {48: 0.96, 64: 0.97}, {48: 700.0, 64: 600.0}, 200.0)
     systems = [embedded, two, four]
     rule = {r["shards"]: r for r in ef_rule(systems)}
-    assert rule[2]["smallest_swept_ef"] == 64 and rule[2]["its_shard_ef"] == 46
-    assert rule[2]["rule_shard_ef_at_default"] == 46
+    assert rule[2]["smallest_swept_ef"] == 64 and rule[2]["its_shard_ef"] == 54
+    assert rule[2]["rule_shard_ef_at_default"] == 54  # ceil(64 / 2 ** 0.25)
     assert rule[4]["smallest_swept_ef"] is None  # never reaches the embedded recall at 64
     verdict = acceptance(systems)
     assert verdict["recall_met"] and verdict["batch_qps_ratio"] == 0.75 and verdict["batch_met"]

@@ -104,8 +104,10 @@ def test_layout_round_trips_atomically(tmp_path) -> None:
 
 
 def test_per_shard_ef_rule_and_options() -> None:
-    assert shard_ef(None, 10, 1) == 64 and shard_ef(None, 10, 4) == 32
-    assert shard_ef(64, 10, 2) == 46 and shard_ef(64, 40, 8) == 40  # never below k
+    # the default exponent 0.25 (measured on 562k points): ceil(ef / S ** 0.25)
+    assert shard_ef(None, 10, 1) == 64 and shard_ef(None, 10, 4) == 46
+    assert shard_ef(64, 10, 2) == 54 and shard_ef(64, 60, 8) == 60  # never below k
+    assert shard_ef(64, 10, 2, exponent=0.5) == 46 and shard_ef(64, 10, 4, exponent=0.5) == 32
     assert shard_ef(100, 10, 4, exponent=0.0) == 100
     request = quiver.SearchRequest(vectors=np.ones(4), k=5, offset=3, rerank=20, ef=80)
     options = shard_options(request, 4, 0.5)
