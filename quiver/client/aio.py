@@ -20,7 +20,7 @@ import httpx
 
 from . import wire
 from .sync import _progress_bar
-from .transport import httpx_error
+from .transport import httpx_errors
 from .wire import DEFAULT_BATCH, DEFAULT_PARALLEL, DEFAULT_RETRIES, DEFAULT_URL, Call, PointId
 
 
@@ -50,10 +50,8 @@ class AsyncClient:
 
     async def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send a request; return the response's ``result`` or raise the matching error."""
-        try:
+        with httpx_errors(self.url):
             response = await self._http.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise httpx_error(self.url, exc) from exc
         return wire.result_of(response)
 
     async def send(self, call: Call) -> Any:
@@ -228,7 +226,7 @@ class AsyncRemoteCollection(wire.CollectionVerbs):
         target = Path(path)
         if target.is_dir():
             target = target / name
-        try:
+        with httpx_errors(self._client.url):
             async with self._client._http.stream("GET", f"{self._path}/snapshots/{name}") as r:
                 if r.status_code >= 400:
                     await r.aread()
@@ -236,6 +234,4 @@ class AsyncRemoteCollection(wire.CollectionVerbs):
                 async with await anyio.open_file(target, "wb") as f:
                     async for chunk in r.aiter_bytes(1 << 20):
                         await f.write(chunk)
-        except httpx.TransportError as exc:
-            raise httpx_error(self._client.url, exc) from exc
         return target

@@ -216,12 +216,12 @@ class HttpxTransport:
     def request(
         self, method: str, path: str, content: Body = None, headers: dict[str, str] | None = None
     ) -> Response:
-        with _httpx_errors(self.url):
+        with httpx_errors(self.url):
             response: Response = self.http.request(method, path, content=content, headers=headers)
             return response
 
     def download(self, path: str, target: Path) -> Response | None:
-        with _httpx_errors(self.url), self.http.stream("GET", path) as r:
+        with httpx_errors(self.url), self.http.stream("GET", path) as r:
             if r.status_code >= 400:
                 r.read()
                 response: Response = r
@@ -236,7 +236,7 @@ class HttpxTransport:
 
 
 def httpx_error(url: str, exc: Exception) -> ConnectionFailedError:
-    """The client's error for an httpx transport failure (shared with the async client)."""
+    """The client's error for an httpx transport failure."""
     import httpx
 
     if isinstance(exc, httpx.TimeoutException):
@@ -245,7 +245,8 @@ def httpx_error(url: str, exc: Exception) -> ConnectionFailedError:
 
 
 @contextmanager
-def _httpx_errors(url: str) -> Iterator[None]:
+def httpx_errors(url: str) -> Iterator[None]:
+    """Raise an httpx transport failure inside as the client's error (both clients use it)."""
     import httpx
 
     try:

@@ -261,7 +261,7 @@ class ClusterCollection:
                 )
         options = shard_options(request, self.shards, self._ef_exponent)
         if RECALL_K in options:  # calibrate outside the read deadline
-            self._router.prepare_recall(self.name, options[RECALL_K])
+            self._router.prepare_recall(self.name, options["target_recall"], options[RECALL_K])
         options["vectors"] = vectors
         answers = self._router.read(self.name, "search", self._all(options), partial)
         higher = self.metric != "l2"

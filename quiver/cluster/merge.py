@@ -202,8 +202,8 @@ def merge_compact(
     found = np.isfinite(top_keys).sum(axis=1).tolist()
     answered = len(per_shard)
     return [
-        Hits([ScoredPoint(i, s) for i, s in zip(ids_q[:m], keys_q, strict=False)], answered, shards)
-        for ids_q, keys_q, m in zip(top_ids, top_scores, found, strict=True)
+        Hits([ScoredPoint(i, s) for i, s in zip(ids[:m], scores, strict=False)], answered, shards)
+        for ids, scores, m in zip(top_ids, top_scores, found, strict=True)
     ]
 
 

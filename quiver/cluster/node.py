@@ -454,13 +454,12 @@ class Node:
             return compact_hits(hits)  # arrays: no per-hit objects to pickle
         return hits
 
-    def prepare_recall(self, collection: str, shard: int, recall_k: int) -> None:
-        """Make sure this replica has a ``target_recall`` calibration for ``recall_k`` results
-        (calibrating now if it has none: seconds on a large shard). The router calls it
-        without the read deadline before a ``target_recall`` search, so a first search does
-        not spend its deadline calibrating."""
-        replica = self._readable(collection, shard)
-        replica.collection.ef_for_recall(0.5, recall_k)
+    def prepare_recall(self, collection: str, shard: int, target: float, recall_k: int) -> int:
+        """The ef this replica searches ``target`` recall at ``recall_k`` results with,
+        calibrating first if it has no calibration for ``recall_k`` (seconds on a large
+        shard). The router calls it without the read deadline before a ``target_recall``
+        search, so a first search does not spend its deadline calibrating."""
+        return self._readable(collection, shard).collection.ef_for_recall(target, recall_k)
 
     def get_points(
         self, collection: str, shard: int, ids: list[Any], with_payload: Any, with_vector: bool

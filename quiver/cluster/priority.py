@@ -21,7 +21,7 @@ def set_niceness(niceness: int | None) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
     except OSError as exc:
         logger.warning(
-            "node process keeps niceness %d (could not set %d: %s); start Ray with "
-            "RAY_worker_niceness=0 to run data nodes at normal priority",
+            "cluster process keeps niceness %d (could not set %d: %s); start Ray with "
+            "RAY_worker_niceness=0 to run data nodes and the coordinator at normal priority",
             os.getpriority(os.PRIO_PROCESS, 0), niceness, exc,
         )  # fmt: skip

@@ -248,11 +248,12 @@ class ShardRouter:
         self._suspect_until[node] = time.monotonic() + self.options.suspect_s
         self._handles.pop(node, None)
 
-    def prepare_recall(self, coll: str, recall_k: int) -> None:
+    def prepare_recall(self, coll: str, target: float, recall_k: int) -> None:
         """Have every in-sync replica of ``coll`` calibrated for ``recall_k`` results before a
-        ``target_recall`` search, without the read deadline (a first calibration takes
-        seconds on a large shard); checked again after ``calibration_check_s``. A replica
-        that fails here is left to the read path (failover, suspicion)."""
+        ``target_recall`` search for ``target``, without the read deadline (a first
+        calibration takes seconds on a large shard); checked again after
+        ``calibration_check_s`` (a calibration serves every target at its k). A replica that
+        fails here is left to the read path (failover, suspicion)."""
         key = (coll, recall_k)
         now = time.monotonic()
         if now - self._prepared.get(key, -math.inf) < self.options.calibration_check_s:
@@ -262,9 +263,10 @@ class ShardRouter:
         for rs in layout.shards:
             for node in rs.readable():
                 try:
-                    refs.append(self.node(node).prepare_recall.remote(coll, rs.shard, recall_k))
+                    ref = self.node(node).prepare_recall.remote(coll, rs.shard, target, recall_k)
                 except calls.CallFailed:
                     continue
+                refs.append(ref)
                 targets.append(node)
         results = calls.gather(refs, self.options.calibration_timeout_s, targets)
         for node, result in zip(targets, results, strict=True):

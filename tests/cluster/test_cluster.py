@@ -492,9 +492,9 @@ class _RouterSpy:
     def __getattr__(self, name):
         return getattr(self._router, name)
 
-    def prepare_recall(self, coll, recall_k):
+    def prepare_recall(self, coll, target, recall_k):
         self.calls.append(("prepare", recall_k))
-        return self._router.prepare_recall(coll, recall_k)
+        return self._router.prepare_recall(coll, target, recall_k)
 
     def read(self, coll, method, per_shard, partial=False):
         self.calls.append(("read", method))
