@@ -45,6 +45,7 @@ from quiver.db.files import (
     write_snapshot,
 )
 from quiver.db.filters import parse_filter
+from quiver.db.group_commit import GroupCommit
 from quiver.db.ids import check_id, check_ids
 from quiver.db.payloads import check_payloads, keys_removed, payload_change
 from quiver.db.points import PointStore
@@ -102,6 +103,7 @@ class Collection:
             )
         self._consolidate_fraction = consolidate_fraction
         self._write_lock = threading.RLock()
+        self._upserts = GroupCommit(self._write_lock, self._commit_upsert)
         self._closed = False
         self._consolidator: threading.Thread | None = None
         p = config.params
@@ -215,15 +217,22 @@ class Collection:
         finite with the right dimension, payloads JSON objects or None) and nothing is
         written if any of it is wrong. When this returns the batch is in the write-ahead log
         (fsynced unless the database was opened with ``fsync="off"``) and visible to
-        searches. Thread safety: serialised with other writes; searches go on.
+        searches. Thread safety: serialised with other writes; searches go on. Concurrent
+        upserts from several threads are committed together (:mod:`quiver.db.group_commit`:
+        one log record, fsync and insertion pass for the group), each returning when its own
+        batch is in.
         """
         x = as_matrix(vectors, self.config.dim)
         ids = check_ids(self.config.id_type, ids, x.shape[0])
         texts = check_payloads(payloads, x.shape[0])
-        with self._write_lock:
-            self._check_writable()
-            self._log_upsert(ids, x, texts)
+        self._check_open()
+        self._upserts.submit(ids, x, texts)
         return len(ids)
+
+    def _commit_upsert(self, ids: list[Any], x: np.ndarray, texts: list[str | None]) -> None:
+        """Commit one group of upserts (the write lock held)."""
+        self._check_writable()
+        self._log_upsert(ids, x, texts)
 
     def _log_upsert(self, ids: list[Any], x: np.ndarray, texts: list[str | None]) -> None:
         """Log, apply and follow up one checked upsert (the write lock held)."""
