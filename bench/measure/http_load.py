@@ -2,13 +2,14 @@
 
 ::
 
-    python -m bench.measure.http_load       # 16 clients, 60 s -> bench/results/http-load.json
-    python -m bench.measure.http_load --clients 32 --seconds 30
+    python -m bench.measure.http_load       # 16 clients, 45,000 requests per phase
+    python -m bench.measure.http_load --clients 32 --requests 20000
 
 1. loads the bundled MiniLM-WordNet slice (20,000 x 384, payloads) into a temporary database;
 2. runs the same request mix embedded, on that database, from ``--clients`` threads for
    ``--embedded-seconds``: the baseline;
-3. starts ``quiver serve`` on it (127.0.0.1, a free port, default settings) and runs the mix
+3. starts ``quiver serve`` on a copy of the database as loaded in step 1 (so that both phases
+   start from the same 20,000 points; 127.0.0.1, a free port, default settings) and runs the mix
    over HTTP from ``--clients`` concurrent asyncio clients for ``--seconds``;
 4. checks that every acknowledged upsert is there, stops the server, and writes the numbers.
 
@@ -16,9 +17,13 @@ The mix: ``--write-fraction`` of the requests upsert 10 new points; the rest are
 (ef 64) with a held-out query vector, a fifth of them filtered on the part of speech. Every
 request must succeed: any error is counted and fails the run (exit 1). The HTTP clients are
 asyncio tasks on minimal keep-alive HTTP/1.1 connections with pre-encoded bodies, so that the
-load generator takes as little as possible of the CPU it shares with the server. The load
-stops by itself after the time limit or ``--max-requests``, whichever comes first. Server and
+load generator takes as little as possible of the CPU it shares with the server. Server and
 clients share the machine's cores, so the HTTP numbers include the load generator's own cost.
+
+Each phase sends ``--requests`` requests (the same work: every upsert grows the collection, and
+a bigger graph makes later requests dearer, so phases of equal duration would not compare the
+same work), and stops by itself after ``--seconds`` (``--embedded-seconds``) if that comes
+first; ``equal_work`` in the result says whether both phases completed their requests.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import tempfile
 import threading
 import time
@@ -274,10 +280,12 @@ def main() -> int:
     """Run the load test; exit 1 on any error or lost write."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (8-32)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="HTTP load duration")
-    parser.add_argument("--embedded-seconds", type=float, default=20.0, help="baseline duration")
+    parser.add_argument("--requests", type=int, default=45_000, help="requests per phase")
+    parser.add_argument("--seconds", type=float, default=120.0, help="HTTP phase time limit")
+    parser.add_argument(
+        "--embedded-seconds", type=float, default=120.0, help="embedded phase time limit"
+    )
     parser.add_argument("--write-fraction", type=float, default=0.1)
-    parser.add_argument("--max-requests", type=int, default=2_000_000, help="hard cap per phase")
     parser.add_argument("--access-log", action="store_true", help="server logs every request")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -292,23 +300,32 @@ def main() -> int:
         quiver.warmup()
         with quiver.Database(db_dir) as db:
             load_wordnet(db, COLLECTION, batch_size=2000)
+        # each phase starts from the same loaded collection: the HTTP phase does not inherit
+        # the points the embedded phase inserted (a bigger graph makes every request dearer)
+        http_dir = Path(tmp) / "db-http"
+        shutil.copytree(db_dir, http_dir)
         mix = Mix(data.test, args.write_fraction, seed=0)
 
         print(f"embedded: {args.clients} threads, {args.embedded_seconds:.0f} s ...", flush=True)
         cpu = time.process_time()
-        embedded = run_embedded(db_dir, mix, args.clients, args.embedded_seconds, args.max_requests)
+        embedded = run_embedded(db_dir, mix, args.clients, args.embedded_seconds, args.requests)
         embedded_cpu = time.process_time() - cpu
         print(json.dumps(embedded.summary()), flush=True)
+        with quiver.Database(db_dir) as db:
+            coll = db.get_collection(COLLECTION)
+            acked = embedded.acked_ids
+            embedded_found = len(coll.retrieve(acked, with_payload=False)) if acked else 0
+            embedded_count = coll.count()
 
         server_args = [] if args.access_log else ["--no-access-log"]
-        with running_server(db_dir, Path(tmp) / "server.log", args=server_args) as server:
+        with running_server(http_dir, Path(tmp) / "server.log", args=server_args) as server:
             print(
                 f"HTTP: {args.clients} clients, {args.seconds:.0f} s on {server.url} ...",
                 flush=True,
             )
             server_cpu, cpu = process_cpu_seconds(server.proc.pid), time.process_time()
             http = asyncio.run(
-                _http_load(server.url, mix, args.clients, args.seconds, args.max_requests)
+                _http_load(server.url, mix, args.clients, args.seconds, args.requests)
             )
             load_generator_cpu = time.process_time() - cpu
             server_after = process_cpu_seconds(server.proc.pid)
@@ -318,9 +335,9 @@ def main() -> int:
             with Client(server.url) as client:
                 coll = client.get_collection(COLLECTION)
                 acked = embedded.acked_ids + http.acked_ids
-                found = sum(
-                    len(coll.retrieve(acked[i : i + 1000], with_payload=False))
-                    for i in range(0, len(acked), 1000)
+                found = embedded_found + sum(
+                    len(coll.retrieve(http.acked_ids[i : i + 1000], with_payload=False))
+                    for i in range(0, len(http.acked_ids), 1000)
                 )
                 count = coll.count()
 
@@ -358,9 +375,10 @@ def main() -> int:
             "embedded": cpu_us_per_request(embedded_cpu, e["requests"]),
             "load_generator": cpu_us_per_request(load_generator_cpu, h["requests"]),
         },
+        "equal_work": e["requests"] == h["requests"] == args.requests,
         "acknowledged_upserts": len(acked),
         "lost_upserts": lost,
-        "final_count": count,
+        "final_count": {"embedded": embedded_count, "http": count},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

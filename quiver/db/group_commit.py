@@ -72,12 +72,10 @@ def merged(group: list[PendingUpsert]) -> tuple[list[Any], np.ndarray, list[str 
 class GroupCommit:
     """The queue of one collection's upserts and its leader election (see the module doc)."""
 
-    def __init__(
-        self, write_lock: Any, commit: CommitFn, max_points: int = MAX_GROUP_POINTS
-    ) -> None:
+    def __init__(self, write_lock: Any, commit: CommitFn, max_points: int | None = None) -> None:
         self._write_lock = write_lock
         self._commit = commit
-        self._max_points = max_points
+        self._max_points = MAX_GROUP_POINTS if max_points is None else max_points
         self._changed = threading.Condition(threading.Lock())
         self._queue: deque[PendingUpsert] = deque()
         self._leading = False
