@@ -33,7 +33,7 @@ from .batcher import QueryBatcher
 from .deps import ServerState, require_api_key
 from .docs import install_docs, operation_id
 from .errors import install_error_handlers
-from .lean import LeanQueryMiddleware, lean_routes
+from .lean import LeanPathMiddleware, lean_routes
 from .metrics import Metrics
 from .middleware import BodyLimitMiddleware, ObserveMiddleware
 from .qdrant import mount_qdrant
@@ -85,14 +85,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return settings.max_upload_bytes, "QUIVER_MAX_UPLOAD_BYTES"
         return settings.max_body_bytes, "QUIVER_MAX_BODY_BYTES"
 
-    # The last added runs first: observe everything, including 413s and 408s. The lean query
+    # The last added runs first: observe everything, including 413s and 408s. The lean
     # path runs inside the limits and the metrics, right outside FastAPI's error handling.
     if settings.lean_queries:
         batcher = None
         if settings.query_batching:
             batcher = QueryBatcher(state.run, state.metrics.query_batch.observe)
         routes = lean_routes(state, batcher)
-        app.add_middleware(LeanQueryMiddleware, state=state, routes=routes, batcher=batcher)
+        app.add_middleware(LeanPathMiddleware, state=state, routes=routes, batcher=batcher)
     app.add_middleware(
         BodyTimeoutMiddleware, timeout_s=settings.body_timeout_s, min_rate=settings.body_min_rate
     )

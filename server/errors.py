@@ -2,11 +2,14 @@
 
 Domain errors keep their meaning: bad input is 400, unknown collections and points 404, an
 existing collection 409, a locked or not-yet-ready database 503. Schema violations are 422
-(with the per-field ``detail``), limits 413 (sizes) or 422 (values).
+(with the per-field ``detail``), limits 413 (sizes) or 422 (values). A write the disk refused
+is 507 ``insufficient_storage`` when the disk or quota is full (nothing was written: retry once
+space is freed), else 500 ``io_error``.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 from typing import Any
 
@@ -46,6 +49,8 @@ _STATUS: dict[type[Exception], int] = {
 DOMAIN_ERRORS: tuple[tuple[type[Exception], int, str], ...] = tuple(
     (cls, _STATUS[cls], code) for cls, code in ERROR_CODES
 )
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 _STATUS_CODES = {
     400: "bad_request",
@@ -122,6 +127,12 @@ def install_error_handlers(app: FastAPI) -> None:
         code = getattr(exc, "error", None) or _STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
+    async def os_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("I/O error answering %s %s", request.method, request.url.path, exc_info=exc)
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return error_response(507, "insufficient_storage", f"the disk is full: {exc}")
+        return error_response(500, "io_error", str(exc))
+
     async def recursion_error(request: Request, exc: Exception) -> JSONResponse:
         return error_response(400, "invalid_input", "request body is nested too deeply")
 
@@ -134,5 +145,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QuiverError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, http_error)  # type: ignore[arg-type]
+    # a QuiverError that is an OSError (CorruptIndexError) keeps domain_error: Starlette picks
+    # the handler by the exception's MRO, where QuiverError comes first
+    app.add_exception_handler(OSError, os_error)
     app.add_exception_handler(RecursionError, recursion_error)
     app.add_exception_handler(UnicodeError, unicode_error)

@@ -108,8 +108,8 @@ class Settings(BaseSettings):
     )
     lean_queries: bool = Field(
         True,
-        description="serve the hot query routes on the lean path (docs/ARCHITECTURE.md); "
-        "false: FastAPI's routes only",
+        description="serve the hot query and upsert routes on the lean path "
+        "(docs/ARCHITECTURE.md); false: FastAPI's routes only",
     )
     query_batching: bool = Field(
         True,

@@ -169,6 +169,8 @@ def test_a_full_disk_rolls_the_log_back_through_the_server(full_disk, tmp_path) 
             else:
                 break
         assert statuses[-1] != 200, "the disk never filled up"
+        assert statuses[-1] == 507 and r.json()["error"] == "insufficient_storage", r.text
+        assert "/" not in r.json()["message"], "no server path in the answer"
         filler.unlink()
         r = client.put(
             "/collections/c/points", json={"points": [{"id": 9999, "vector": x[0].tolist()}]}

@@ -4,8 +4,8 @@
 
 Loads the bundled 20k slice into a temporary database, builds the app (``create_app``, no
 access log), runs its lifespan, and calls it in-process, one request at a time, with the
-``bench.measure.http_load`` mix's pre-encoded bodies: top-10 queries (ef 64; the lean path)
-and upserts of 10 points (FastAPI's route, parse and write in worker threads). For each kind it
+``bench.measure.http_load`` mix's pre-encoded bodies: top-10 queries (ef 64) and upserts of
+10 points (parse and write in one worker-thread call), both on the lean path. For each kind it
 prints the wall time per request and the CPU time of the event loop's thread per request
 (``time.thread_time``), beside the embedded ``search`` of the same queries. The loop thread
 serves every request of a running server, so its CPU per request bounds the throughput that

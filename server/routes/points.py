@@ -48,11 +48,11 @@ async def upsert_points(
     the batch is in the write-ahead log, in one log record and one graph insertion."""
     t0 = time.perf_counter()
     limits.batch(body.count, "points")
-    n = await state.write(_upsert_body, coll, body)
+    n = await state.write(upsert_body, coll, body)
     return Response(result=UpsertResult(upserted=n), time=time.perf_counter() - t0)
 
 
-def _upsert_body(coll: Collection, body: UpsertPoints) -> int:
+def upsert_body(coll: Collection, body: UpsertPoints) -> int:
     """Decode the batch's vectors and upsert it (in the writers' pool: one hop)."""
     if body.points is not None:
         ids = [p.id for p in body.points]

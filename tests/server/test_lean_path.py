@@ -1,10 +1,11 @@
-"""The lean query path answers exactly as FastAPI's routes do.
+"""The lean path answers exactly as FastAPI's routes do.
 
 Two servers on identically seeded data, one with the lean path (the default) and one without
 (``lean_queries=False``), get the same requests: successes and every kind of error, on
-quiver's query route and the Qdrant-compatible query and search routes. Status, body (but
-the timing) and the metrics' route templates must be the same, and the successes must have
-been answered by the lean path (FastAPI's route functions not called).
+quiver's query and upsert routes and the Qdrant-compatible query and search routes. Status,
+body (but the timing) and the metrics' route templates must be the same, the successes must
+have been answered by the lean path (FastAPI's route functions not called), and an upsert
+that fails must leave the collection as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import pytest
 from fastapi.testclient import TestClient
 from server_testing import API_KEY, DIM, make_settings, open_client, seed_collection
 
+from quiver import Collection
 from quiver.server.qdrant import routes as qdrant_routes
+from quiver.server.routes import points as points_routes
 from quiver.server.routes import query as query_routes
 
 Q = "/qdrant"
@@ -67,6 +70,7 @@ def fastapi_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records each call of the FastAPI query routes' workers (the lean path calls neither)."""
     calls: list[str] = []
     rendered, run_queries = query_routes.rendered, qdrant_routes._run_queries
+    upsert_body = points_routes.upsert_body
 
     async def counted_rendered(*args: Any) -> Any:
         calls.append("quiver")
@@ -76,8 +80,13 @@ def fastapi_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append("qdrant")
         return await run_queries(*args)
 
+    def counted_upsert_body(*args: Any) -> Any:
+        calls.append("upsert")
+        return upsert_body(*args)
+
     monkeypatch.setattr(query_routes, "rendered", counted_rendered)
     monkeypatch.setattr(qdrant_routes, "_run_queries", counted_run_queries)
+    monkeypatch.setattr(points_routes, "upsert_body", counted_upsert_body)
     return calls
 
 
@@ -259,3 +268,160 @@ def test_queries_racing_a_drop_are_all_answered(servers: tuple[TestClient, TestC
     assert set(statuses) <= {200, 404}
     after = _post(lean, url, {"vector": _vec(0), "k": 3}, {})
     assert after.status_code == 404 and after.json()["error"] == "collection_not_found"
+
+
+UPSERTED = "upserted"
+UPSERT = f"/collections/{UPSERTED}/points"
+
+
+@pytest.fixture(scope="module")
+def upsert_servers(
+    servers: tuple[TestClient, TestClient],
+) -> tuple[TestClient, TestClient]:
+    """The two servers, each with an empty collection ``UPSERTED``."""
+    for client in servers:
+        r = client.put(f"/collections/{UPSERTED}", json={"dim": DIM, "metric": "cosine"})
+        assert r.status_code == 200, r.text
+    return servers
+
+
+def _put(client: TestClient, body: Any, headers: dict[str, str], path: str = UPSERT) -> Any:
+    if isinstance(body, bytes | str):
+        merged = {"content-type": "application/json"} | headers
+        return client.put(path, content=body, headers=merged)
+    return client.put(path, json=body, headers=headers)
+
+
+def _block(first: int, n: int) -> str:
+    return base64.b64encode(b"".join(_b64_bytes(first + i) for i in range(n))).decode()
+
+
+def _b64_bytes(i: int) -> bytes:
+    return np.asarray(_vec(1000 + i), dtype="<f4").tobytes()
+
+
+def _stored(client: TestClient) -> Any:
+    """Every point of ``UPSERTED`` with its payload and vector."""
+    body = {"limit": 100, "with_payload": True, "with_vector": True}
+    r = client.post(f"{UPSERT}/scroll", json=body)
+    assert r.status_code == 200, r.text
+    return r.json()["result"]
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    payload: dict[str, Any] = {"leaf": 1}
+    for _ in range(levels):
+        payload = {"a": payload}
+    return payload
+
+
+#: JSON bodies of PUT /points answered 200 by both (applied in this order).
+UPSERT_SUCCESSES: list[Any] = [
+    {"points": [{"id": 1, "vector": _vec(1001)}]},
+    {"points": [{"id": i, "vector": _vec(1000 + i), "payload": {"n": i}} for i in range(2, 12)]},
+    {"points": [{"id": 1, "vector": _vec(1050), "payload": {"tag": "replaced"}}]},  # replace
+    {"ids": [20, 21, 22], "vectors": _block(20, 3)},
+    {"ids": [23, 24], "vectors": _block(23, 2), "payloads": [{"k": "v"}, None]},
+    {"points": [{"id": 30, "vector": [0.0] * DIM}]},  # a zero vector
+]
+
+#: (body bytes or JSON, headers, path) of PUT /points answered with an error.
+UPSERT_ERRORS: list[tuple[Any, dict[str, str], str]] = [
+    ({"points": [{"id": 40, "vector": [1.0] * (DIM + 1)}]}, {}, UPSERT),  # dimension
+    ({"ids": [41, 42], "vectors": _block(41, 1)}, {}, UPSERT),  # 2 ids, 1 vector
+    ({"ids": [43], "vectors": "not base64!"}, {}, UPSERT),
+    ({"ids": [44], "vectors": base64.b64encode(b"\x00" * 5).decode()}, {}, UPSERT),
+    (
+        {"ids": [45], "vectors": base64.b64encode(np.full(DIM, np.nan, "<f4").tobytes()).decode()},
+        {},
+        UPSERT,
+    ),
+    ({"points": [{"id": 46, "vector": _vec(46)}, {"id": 46, "vector": _vec(47)}]}, {}, UPSERT),
+    ({"points": [{"id": 47, "vector": _vec(47), "payload": _deep(40)}]}, {}, UPSERT),
+    ({"points": [{"id": i, "vector": _vec(i)} for i in range(501)]}, {}, UPSERT),  # max_batch
+    ({"points": []}, {}, UPSERT),
+    ({"pointz": [{"id": 48, "vector": _vec(48)}]}, {}, UPSERT),  # schema
+    (b'{"points": [{"id": 49, "vector": [1.0,', {}, UPSERT),  # not JSON
+    (
+        json.dumps({"points": [{"id": 50, "vector": _vec(50)}]}),
+        {"content-type": "text/plain"},
+        UPSERT,
+    ),
+    ({"points": [{"id": 51, "vector": _vec(51)}]}, {"api-key": "wrong-key"}, UPSERT),
+    ({"points": [{"id": 52, "vector": [0.5] * 40_000}]}, {}, UPSERT),  # over max_body_bytes
+    ({"points": [{"id": 53, "vector": _vec(53)}]}, {}, "/collections/missing/points"),
+    ({"points": [{"id": 54, "vector": _vec(54)}]}, {}, "/collections/bad.name/points"),
+]
+
+
+def test_upserts_are_the_same_and_served_lean(
+    upsert_servers: tuple[TestClient, TestClient], fastapi_calls: list[str]
+) -> None:
+    lean, plain = upsert_servers
+    for body in UPSERT_SUCCESSES:
+        got = _put(lean, body, {})
+        assert fastapi_calls == [], "the lean path should have answered"
+        expected = _put(plain, body, {})
+        assert expected.status_code == 200, expected.text
+        assert _comparable(got) == _comparable(expected)
+        assert fastapi_calls == ["upsert"]
+        fastapi_calls.clear()
+    stored = _stored(lean)
+    assert stored == _stored(plain)
+    assert len(stored["points"]) == 1 + 10 + 5 + 1
+
+
+@pytest.mark.parametrize("case", range(len(UPSERT_ERRORS)))
+def test_upsert_errors_are_the_same_and_change_nothing(
+    upsert_servers: tuple[TestClient, TestClient], case: int
+) -> None:
+    lean, plain = upsert_servers
+    body, headers, path = UPSERT_ERRORS[case]
+    before = _stored(lean)
+    got, expected = _put(lean, body, headers, path), _put(plain, body, headers, path)
+    assert expected.status_code >= 400, expected.text
+    assert _comparable(got) == _comparable(expected)
+    assert _stored(lean) == before
+
+
+def test_an_upsert_whose_write_fails_is_answered_by_fastapi_and_writes_nothing(
+    upsert_servers: tuple[TestClient, TestClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that raises (a full disk) on the lean path: FastAPI's route tries once more and
+    renders the error it gets; nothing is stored."""
+    lean, plain = upsert_servers
+    attempts: list[int] = []
+
+    def full_disk(self: Collection, ids: Any, *args: Any, **kwargs: Any) -> int:
+        attempts.append(len(ids))
+        raise OSError(28, "No space left on device")
+
+    before = _stored(lean)
+    monkeypatch.setattr(Collection, "upsert", full_disk)
+    body = {"points": [{"id": 60, "vector": _vec(60)}]}
+    got = _put(lean, body, {})
+    lean_attempts = len(attempts)
+    expected = _put(plain, body, {})
+    assert expected.status_code == 507, expected.text
+    assert expected.json()["error"] == "insufficient_storage"
+    assert _comparable(got) == _comparable(expected)
+    assert lean_attempts == 2 and len(attempts) == 3
+    monkeypatch.undo()
+    assert _stored(lean) == before
+
+
+def test_concurrent_upserts_are_all_stored(
+    upsert_servers: tuple[TestClient, TestClient],
+) -> None:
+    """16 threads upserting at once on the lean path (grouped by the group commit): each
+    point is stored with its own vector and payload, as upserted one by one on FastAPI's."""
+    lean, plain = upsert_servers
+    bodies = [
+        {"points": [{"id": 100 + i, "vector": _vec(i), "payload": {"i": i}}]} for i in range(32)
+    ]
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(lambda b: _put(lean, b, {}).status_code, bodies))
+    assert statuses == [200] * len(bodies)
+    for body in bodies:
+        assert _put(plain, body, {}).status_code == 200
+    assert _stored(lean) == _stored(plain)
