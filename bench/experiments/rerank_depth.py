@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-import quiver
-from bench.harness.datasets import data_dir
+from bench.experiments.saved_index import saved_default_index
 from bench.harness.runner import score
 from bench.harness.sets import load_dataset
 
@@ -43,12 +42,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     ds = load_dataset(args.set)
-    path = args.index_dir or data_dir() / "cpu-ab-index" / args.set
-    if not path.exists():
-        index = quiver.Index(ds.train.shape[1], "cosine", num_threads=2)
-        index.add(ds.train)
-        index.save(path)
-    index = quiver.Index.open(path)
+    index = saved_default_index(args.set, ds, args.index_dir)
     queries = np.ascontiguousarray(ds.test)
     rows = []
     for ef in args.ef:

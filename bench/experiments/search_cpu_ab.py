@@ -26,7 +26,7 @@ import quiver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # this checkout's bench/ only
 
-from bench.harness.datasets import data_dir  # noqa: E402
+from bench.experiments.saved_index import saved_default_index  # noqa: E402
 from bench.harness.sets import load_dataset  # noqa: E402
 
 
@@ -37,12 +37,7 @@ def main() -> None:
     p.add_argument("--ef", type=int, nargs="+", default=[24, 48])
     args = p.parse_args()
     ds = load_dataset(args.set)
-    path = args.index_dir or data_dir() / "cpu-ab-index" / args.set
-    if not path.exists():
-        index = quiver.Index(ds.train.shape[1], "cosine", num_threads=2)
-        index.add(ds.train)
-        index.save(path)
-    index = quiver.Index.open(path)
+    index = saved_default_index(args.set, ds, args.index_dir)
     queries = np.ascontiguousarray(ds.test)
     out: dict[str, float | str] = {"quiver": str(Path(quiver.__file__).parents[1])}
     for ef in args.ef:
