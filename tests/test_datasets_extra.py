@@ -389,6 +389,7 @@ def test_build_synthetic_into_data_dir(tmp_path, monkeypatch):
 def test_registry_lists_the_new_sets(capsys):
     new = {
         "minilm-text-562k-384-angular",
+        "minilm-text-1m-noise092-384-angular",
         "glove6b-50-angular",
         "sift-images-128-euclidean",
         "random-sphere-100k-384-angular",

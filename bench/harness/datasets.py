@@ -384,6 +384,30 @@ def build_synthetic(name: str, kind: str, n_train: int) -> Path:
     return write_with_ground_truth(data_dir() / f"{name}.hdf5", train, test, "cosine")
 
 
+def build_million(name: str, target_cos: float) -> Path:
+    """Build (or reuse) the 1.12M set of ``bench.measure.million`` (the 562k set's train
+    vectors and a noisy copy of each; its data step, resumable) as an ann-benchmarks file."""
+    import argparse
+
+    from bench.measure import million
+
+    built = _built(name)
+    if built:
+        return built
+    million.step_data(argparse.Namespace(target_cos=target_cos, seed=0))
+    directory = million.set_dir(target_cos)
+    path = data_dir() / f"{name}.hdf5"
+    write_hdf5(
+        path,
+        np.load(directory / "train.npy", mmap_mode="r"),
+        np.load(directory / "test.npy"),
+        np.load(directory / "neighbors.npy"),
+        np.load(directory / "distances.npy"),
+        "cosine",
+    )
+    return path
+
+
 REGISTRY: dict[str, Callable[[], Path]] = {
     "minilm-wordnet-50k-384-angular": partial(
         build_minilm_wordnet, "minilm-wordnet-50k-384-angular", 50_000
@@ -397,6 +421,10 @@ REGISTRY: dict[str, Callable[[], Path]] = {
     ),
     # 181,360 WordNet glosses + 380,711 Debian text passages = 562,071 texts (1000 of them test)
     "minilm-text-562k-384-angular": partial(build_minilm_text, "minilm-text-562k-384-angular"),
+    # the 562k set's 561,071 train vectors + a noisy copy of each (cosine 0.92 to its source)
+    "minilm-text-1m-noise092-384-angular": partial(
+        build_million, "minilm-text-1m-noise092-384-angular", 0.92
+    ),
     # 400,000 words: 399,000 train + 1000 held-out queries
     "glove6b-50-angular": partial(build_glove, "glove6b-50-angular"),
     "sift-images-128-euclidean": partial(build_sift, "sift-images-128-euclidean"),
