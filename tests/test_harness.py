@@ -131,6 +131,31 @@ def test_summary_names_the_best_other_algorithm_per_recall() -> None:
     assert cells[2] == "2.00x (slow)" and cells[3] == "2.00x (slow)"
 
 
+def _in_run(rows: list[dict], command: str, started: str) -> list[dict]:
+    return [{**row, "command": command, "started": started} for row in rows]
+
+
+def test_best_other_leaves_out_systems_from_another_run() -> None:
+    """A faster system timed by another command (or on another day) is shown, marked, but is
+    not the best other: ratios only hold within one run."""
+    run = "python -m bench run set --threads 2"
+    rows = _in_run(_rows("quiver", [(0.9, 2000.0), (0.99, 200.0)], 4.0), run, "2026-12-05T10:00")
+    rows += _in_run(_rows("slow", [(0.9, 1000.0), (0.99, 100.0)], 2.0), run, "2026-12-05T10:05")
+    stale = _rows("stale-fast", [(0.9, 9000.0), (0.99, 900.0)], 2.0)
+    rows += _in_run(stale, run, "2026-11-26T10:00")  # the same command on another day
+    rows += _in_run(_rows("other-cmd", [(0.9, 8000.0)], 2.0), run + " --force", "2026-12-05T09")
+    text = summary_markdown(rows, baseline="quiver")
+    lines = text.splitlines()
+    best = next(line for line in lines if line.startswith("| **best other** (same run)"))
+    cells = [c.strip() for c in best.strip("|").split("|")]
+    assert cells[1] == "2.00x (slow)" and cells[3] == "2.00x (slow)"
+    assert any(line.startswith("| stale-fast‡ |") for line in lines)
+    assert any(line.startswith("| other-cmd‡ |") for line in lines)
+    assert any(line.startswith("| slow |") for line in lines)
+    # the ratio rows still compare with every system
+    assert any(line.startswith("| stale-fast | 0.22x") for line in lines)
+
+
 # ----------------------------------------------------------------------------- data
 
 

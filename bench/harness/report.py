@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 TARGET_RECALLS = (0.90, 0.95, 0.99)
 LOWER_BOUND_MARK = "†"
+#: marks a system measured in another run than the baseline (see :func:`run_key`)
+OTHER_RUN_MARK = "‡"
 _RECALL_TICKS = (0.1, 0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999)
 
 
@@ -200,11 +202,30 @@ def _mb(n: float | None) -> str:
     return "n/a" if n is None else f"{n / 1e6:,.1f}"
 
 
+def run_key(row: dict[str, Any]) -> tuple[str, str]:
+    """Which ``python -m bench run`` invocation measured ``row``: the command it ran and the
+    UTC day it started (rows carry no run id). Timings only compare within one run: absolute
+    QPS on a shared machine moves by up to 2.5x between days."""
+    return row.get("command") or "", (row.get("started") or "")[:10]
+
+
+def _started(group: Sequence[dict[str, Any]]) -> str:
+    started = group[0].get("started")
+    return started[:16].replace("T", " ") if started else "n/a"
+
+
 def summary_markdown(rows: Sequence[dict[str, Any]], baseline: str = "quiver") -> str:
-    """Markdown for one thread count: QPS at matched recall, then baseline/other ratios."""
+    """Markdown for one thread count: QPS at matched recall, then baseline/other ratios.
+
+    Rows measured in another run than the baseline's are marked and left out of the
+    "best other" row: a ratio to a system timed on another day says little."""
     groups = _by_algorithm(rows)
     first = rows[0]
-    dashes = "|---" * (2 * len(TARGET_RECALLS) + 6) + "|"
+    base_run = run_key(groups[baseline][0]) if baseline in groups else None
+    other_run = {
+        a: base_run is not None and run_key(g[0]) != base_run for a, g in groups.items()
+    }
+    dashes = "|---" * (2 * len(TARGET_RECALLS) + 7) + "|"
     lines = [
         f"### {first['threads']} thread(s)",
         "",
@@ -212,24 +233,33 @@ def summary_markdown(rows: Sequence[dict[str, Any]], baseline: str = "quiver") -
         "",
         f"| algorithm | batch {' | batch '.join(f'{t:.2f}' for t in TARGET_RECALLS)} "
         f"| single {' | single '.join(f'{t:.2f}' for t in TARGET_RECALLS)} "
-        "| max recall | build s | index MB (RSS growth) | build peak MB | structure MB |",
+        "| max recall | build s | index MB (RSS growth) | build peak MB | structure MB "
+        "| started (UTC) |",
         dashes,
     ]
     for algorithm in sorted(groups, key=lambda a: (a != baseline, a)):
         group = groups[algorithm]
         batch, single = frontier_of(group, "batch"), frontier_of(group, "single")
         row = group[0]
+        mark = OTHER_RUN_MARK if other_run[algorithm] else ""
         lines.append(
-            f"| {algorithm} | "
+            f"| {algorithm}{mark} | "
             + " | ".join(_fmt_qps(batch, t) for t in TARGET_RECALLS)
             + " | "
             + " | ".join(_fmt_qps(single, t) for t in TARGET_RECALLS)
             + f" | {max(r['recall'] for r in group):.4f} | {row['build_s']:.2f}"
             + f" | {_mb(row['index_bytes'])} | {_mb(row.get('peak_fit_bytes'))}"
-            + f" | {_mb(row.get('memory_bytes'))} |"
+            + f" | {_mb(row.get('memory_bytes'))} | {_started(group)} |"
         )
+    if any(other_run.values()):
+        lines += [
+            "",
+            f"{OTHER_RUN_MARK} measured in another run than {baseline}'s (its own command or "
+            "day): shown for reference, left out of the best-other row below.",
+        ]
     if baseline in groups:
-        lines += _ratio_table(groups, baseline)
+        same_run = {a: g for a, g in groups.items() if not other_run[a]}
+        lines += _ratio_table(groups, baseline, same_run)
         b = groups[baseline][0]
         if b.get("hot_bytes") is not None:
             lines += [
@@ -241,7 +271,11 @@ def summary_markdown(rows: Sequence[dict[str, Any]], baseline: str = "quiver") -
     return "\n".join(lines) + "\n"
 
 
-def _ratio_table(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list[str]:
+def _ratio_table(
+    groups: dict[str, list[dict[str, Any]]],
+    baseline: str,
+    same_run: dict[str, list[dict[str, Any]]],
+) -> list[str]:
     base = groups[baseline]
     base_b, base_s = frontier_of(base, "batch"), frontier_of(base, "single")
     cols = [f"batch {t:.2f}" for t in TARGET_RECALLS] + [f"single {t:.2f}" for t in TARGET_RECALLS]
@@ -263,11 +297,11 @@ def _ratio_table(groups: dict[str, list[dict[str, Any]]], baseline: str) -> list
         cells.append(_ratio(base[0]["build_s"], group[0]["build_s"]))
         cells.append(_ratio(base[0]["index_bytes"], group[0]["index_bytes"]))
         lines.append(f"| {algorithm} | {' | '.join(cells)} |")
-    others = {a: g for a, g in groups.items() if a != baseline}
+    others = {a: g for a, g in same_run.items() if a != baseline}
     if others:
         best = [_best_cell(base_b, others, "batch", t) for t in TARGET_RECALLS]
         best += [_best_cell(base_s, others, "single", t) for t in TARGET_RECALLS]
-        lines.append(f"| **best other** | {' | '.join(best)} | | |")
+        lines.append(f"| **best other** (same run) | {' | '.join(best)} | | |")
     return lines
 
 
@@ -320,8 +354,9 @@ def _preamble(rows: Sequence[dict[str, Any]]) -> str:
             "temporaries included; structure = the size the library reports (serialised index "
             "or saved files; quiver: hot set + float vectors; DiskANN's disk index: the PQ "
             "codes it keeps in RAM, its file on disk apart). Best other = the fastest of the "
-            "other algorithms at that recall, named. Algorithms with two query knobs sweep "
-            "their own grid of settings (each row records its setting and query arguments).",
+            "other algorithms at that recall, named, among those measured in the same run as "
+            "quiver. Algorithms with two query knobs sweep their own grid of settings (each row "
+            "records its setting and query arguments).",
             "",
         ]
     )

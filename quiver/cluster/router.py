@@ -15,17 +15,16 @@ applied twice gives the same result.
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import ray
 
 from quiver.cluster import calls
+from quiver.cluster.latency import LatencyWindow
 from quiver.cluster.layout import ClusterLayout, CollectionLayout
 from quiver.errors import (
     CollectionNotFoundError,
@@ -84,7 +83,7 @@ class ShardRouter:
         self._fetched = 0.0
         self._handles: dict[str, Any] = {}
         self._suspect_until: dict[str, float] = {}
-        self._latency: dict[tuple[str, int], collections.deque] = {}
+        self._latency: dict[tuple[str, int], LatencyWindow] = {}
         self._turn = 0
         self._prepared: dict[tuple[str, int], float] = {}
 
@@ -123,10 +122,11 @@ class ShardRouter:
 
     # ------------------------------------------------------------------ reads
     def _hedge_after(self, key: tuple[str, int]) -> float:
-        samples = self._latency.get(key)
-        if not samples or len(samples) < 20:
+        window = self._latency.get(key)
+        p95 = window.p95() if window is not None else None
+        if p95 is None:
             return self.options.hedge_default_s
-        return max(self.options.hedge_min_s, float(np.percentile(samples, 95)))
+        return max(self.options.hedge_min_s, p95)
 
     def _order(self, names: list[str]) -> list[str]:
         """In-sync replicas to try, rotating, the ones under suspicion last."""
@@ -241,8 +241,8 @@ class ShardRouter:
                 self._launch(read, coll, method, per_shard[read.shard])
             return
         read.result, read.done = result, True
-        samples = self._latency.setdefault((coll, read.shard), collections.deque(maxlen=200))
-        samples.append(time.monotonic() - started)
+        window = self._latency.setdefault((coll, read.shard), LatencyWindow())
+        window.add(time.monotonic() - started)
 
     def _suspect(self, node: str) -> None:
         self._suspect_until[node] = time.monotonic() + self.options.suspect_s

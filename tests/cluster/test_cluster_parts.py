@@ -15,6 +15,7 @@ import pytest
 import quiver
 from quiver.cluster.batching import QueryBatcher
 from quiver.cluster.hashing import group_by_shard, shard_of, stable_hash
+from quiver.cluster.latency import LatencyWindow
 from quiver.cluster.layout import (
     ClusterLayout,
     CollectionLayout,
@@ -376,3 +377,22 @@ def test_compact_merge_equals_the_hit_list_merge(higher: bool) -> None:
         for q in range(n_queries):
             want = merge_hits([h[q] for h in per_shard], k, offset, higher, excludes[q], shards + 1)
             assert got[q] == want and (got[q].shards_answered, got[q].shards) == (shards, 4)
+
+
+def test_latency_window_p95_waits_for_samples_and_follows_new_ones() -> None:
+    """The hedge delay: no p95 from under 20 samples, then the p95 of the last 200, refreshed
+    within ``refresh`` new samples (not recomputed on every read)."""
+    window = LatencyWindow(size=200, refresh=16)
+    for _ in range(19):
+        window.add(0.001)
+    assert window.p95() is None
+    window.add(0.001)
+    assert window.p95() == pytest.approx(0.001)
+    for _ in range(200):  # the window now holds only slow reads
+        window.add(0.050)
+    assert window.p95() == pytest.approx(0.050)
+    for _ in range(15):  # fewer than ``refresh`` new samples: the cached value stands
+        window.add(1.0)
+    assert window.p95() == pytest.approx(0.050)
+    window.add(1.0)  # the 16th: recomputed over the last 200 (16 of them at 1 s)
+    assert window.p95() == pytest.approx(float(np.percentile([0.050] * 184 + [1.0] * 16, 95)))
