@@ -36,25 +36,17 @@ from typing import Any
 import numpy as np
 
 from bench.measure import ray_sim
-from bench.measure.cluster_scaling import concurrent
+from bench.measure.cluster_scaling import METRICS, concurrent, load, sequential
 
 NAMESPACE = "quiver-hop"
+WARMUP = 5
+LOAD_BATCH = 5000
 
 
 def median_ms(fn: Any, batches: list[np.ndarray]) -> float:
-    for b in batches[:5]:  # warm-up
-        fn(b)
-    times = []
-    for b in batches:
-        t0 = time.perf_counter()
-        fn(b)
-        times.append(time.perf_counter() - t0)
-    return round(float(np.median(times)) * 1000, 3)
-
-
-def load_points(coll: Any, train: np.ndarray, ids: np.ndarray, batch: int = 5000) -> None:
-    for i in range(0, len(ids), batch):
-        coll.upsert(ids=ids[i : i + batch].tolist(), vectors=train[ids[i : i + batch]])
+    """Median milliseconds of ``fn(batch)`` over ``batches``, one call at a time."""
+    timed = sequential(lambda i: fn(batches[i % len(batches)]), len(batches), warmup=WARMUP)
+    return timed["p50_ms"]
 
 
 def main() -> None:
@@ -73,7 +65,7 @@ def main() -> None:
     ds = load_dataset(args.set)
     train = np.ascontiguousarray(ds.train[: args.points], dtype=np.float32)
     queries = np.ascontiguousarray(ds.test[:1000], dtype=np.float32)
-    metric = {"angular": "cosine", "euclidean": "l2"}[ds.distance]
+    metric = METRICS[ds.distance]
     temp = Path(tempfile.mkdtemp(prefix="qhop", dir="/tmp"))
     ray_cluster = ray_sim.start_ray(args.shards, temp, 200 << 20)
     import ray
@@ -81,24 +73,24 @@ def main() -> None:
     import quiver
     import quiver.cluster
     from quiver.cluster.calls import node_actor_name
-    from quiver.cluster.hashing import shard_of
+    from quiver.cluster.hashing import group_by_shard
     from quiver.cluster.merge import shard_ef
 
     try:
         cluster = quiver.Cluster(data_dir=temp / "data", namespace=NAMESPACE, num_threads=1)
         coll = cluster.create_collection("hop", train.shape[1], metric, shards=args.shards)
-        all_ids = np.arange(len(train))
-        load_points(coll, train, all_ids)
+        load(coll, train, LOAD_BATCH)
         one_shard = quiver.Database(temp / "one-shard", num_threads=1).create_collection(
             "hop", train.shape[1], metric
         )
-        load_points(
-            one_shard, train, np.array([i for i in all_ids if shard_of(int(i), args.shards) == 0])
-        )
+        rows = group_by_shard(list(range(len(train))), args.shards)[0]  # shard 0's points
+        for start in range(0, len(rows), LOAD_BATCH):
+            part = rows[start : start + LOAD_BATCH]
+            one_shard.upsert(part, train[part])
         embedded = quiver.Database(temp / "embedded", num_threads=args.threads).create_collection(
             "hop", train.shape[1], metric
         )
-        load_points(embedded, train, all_ids)
+        load(embedded, train, LOAD_BATCH)
         ef = shard_ef(None, 10, args.shards)
         node = ray.get_actor(node_actor_name(cluster.nodes[0]), namespace=NAMESPACE)
         options = {"k": 10, "ef": ef, "filter": None, "score_threshold": None,
@@ -109,7 +101,7 @@ def main() -> None:
             batches = [queries[(i * size) % 1000 :][:size] for i in range(args.batches)]
             c0 = time.process_time()
             cluster_ms = median_ms(coll.search_batch, batches)
-            driver = (time.process_time() - c0) / (len(batches) + 5) * 1000
+            driver = (time.process_time() - c0) / (len(batches) + WARMUP) * 1000
             out["batch"][size] = {
                 "cluster_ms": cluster_ms,
                 "driver_cpu_ms": round(driver, 3),
