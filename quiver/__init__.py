@@ -26,9 +26,10 @@ from quiver.params import BuildParams, SearchParams
 from quiver.quality.calibration import Calibration
 from quiver.quality.diagnose import Diagnosis, diagnose
 from quiver.recall import recall_at_k
-from quiver.types import Point, ScoredPoint, SearchResult
+from quiver.types import CompactHits, Point, ScoredPoint, SearchResult
 
 __all__ = [
+    "CompactHits",
     "BuildParams",
     "Calibration",
     "AsyncClient",

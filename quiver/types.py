@@ -39,3 +39,15 @@ class ScoredPoint:
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+
+
+class CompactHits(NamedTuple):
+    """Hits of a batch of queries as arrays, for integer ids without payloads or vectors:
+    query ``i``'s hits are ``ids[starts[i]:starts[i] + counts[i]]`` (``starts`` the running sum
+    of ``counts``) with their ``scores``, best first, as :class:`ScoredPoint` would give them.
+    Three arrays instead of one object per hit: what a cluster node sends back (they pickle in
+    microseconds) and what :meth:`quiver.Collection.query_compact` returns."""
+
+    ids: np.ndarray  # uint64
+    scores: np.ndarray  # float64 (the exact float32 scores, widened)
+    counts: np.ndarray  # int64, one per query

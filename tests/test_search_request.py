@@ -135,3 +135,74 @@ def test_explain_names_the_planned_strategy(coll, monkeypatch) -> None:
     assert half["strategy"] == "filtered-graph" and half["matches"] == 150 and half["ef"] == 32
     tenth = c.explain({"must": [{"key": "n", "range": {"lt": 30}}]}, ef=32)
     assert tenth["matches"] == 30 and tenth["ef"] == 51  # 32 * sqrt(0.25 / 0.1), rounded up
+
+
+def _as_lists(compact) -> list[list[tuple[int, float]]]:
+    """Hit lists of :class:`quiver.CompactHits` as (id, score) pairs."""
+    ends = np.cumsum(compact.counts)
+    ids, scores = compact.ids.tolist(), compact.scores.tolist()
+    return [list(zip(ids[e - c : e], scores[e - c : e], strict=True))
+            for e, c in zip(ends, compact.counts, strict=True)]  # fmt: skip
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_query_compact_gives_the_hits_of_query(tmp_path, metric) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((200, DIM)).astype(np.float32)
+    x[7] = 0.0  # a zero vector
+    x[9] = x[8]  # a duplicate
+    with quiver.Database(tmp_path / "db") as db:
+        c = db.create_collection("docs", DIM, metric)
+        c.upsert(list(range(200)), x, [{"g": i % 3} for i in range(200)])
+        c.delete([3, 4, 5, 50])
+        c.upsert([10, 11], x[[20, 21]])  # new versions: their old rows are dead
+        queries = np.vstack([x[:6], rng.standard_normal((5, DIM)).astype(np.float32)])
+        threshold = {"cosine": 0.1, "ip": 0.5, "l2": 30.0}[metric]
+        cases = [
+            {"vectors": queries},
+            {"vectors": queries, "k": 250, "ef": 256},  # more than the collection holds
+            {"vectors": queries, "k": 7, "offset": 4},
+            {"vectors": queries, "k": 20, "score_threshold": threshold},
+            {"vectors": queries, "k": 5, "offset": 2, "score_threshold": threshold},
+            {"vectors": queries, "k": 6, "filter": {"must": [{"key": "g", "match": {"value": 1}}]}},
+            {"ids": [0, 8, 9, 10, 199], "k": 8},
+            {"ids": [1, 2], "k": 4, "offset": 3},
+        ]
+        for case in cases:
+            request = SearchRequest(**case)
+            want = [[(h.id, h.score) for h in hits] for hits in c.query(request)]
+            got = c.query_compact(request)
+            assert got.ids.dtype == np.uint64 and got.counts.dtype == np.int64
+            assert _as_lists(got) == want, case
+
+
+def test_query_compact_drops_an_older_version_like_query(coll) -> None:
+    """A search can meet two live rows of one id (a reader between a writer's append and its
+    delete of the old row): both paths keep only the higher one."""
+    c, x = coll
+    points = c._points  # noqa: SLF001 - the executor, fed crafted rows
+    view, executor = points.view, points._executor  # noqa: SLF001
+    request = SearchRequest(vectors=x[:2], k=4, offset=1)
+    rows = np.array([[5, 6, 5, 7, 8, 6, 9, -1], [1, 1, 2, 3, -1, 4, 4, 4]], dtype=np.int64)
+    view.ids[6] = view.ids[5]  # rows 5 and 6 hold one id, both live
+    try:
+        dists = np.sort(np.random.default_rng(2).random(rows.shape), axis=1).astype(np.float32)
+        want = executor._hit_lists(view, rows, dists, request, None)  # noqa: SLF001
+        got = executor._compact(view, rows, dists, request, None)  # noqa: SLF001
+        assert _as_lists(got) == [[(h.id, h.score) for h in hits] for hits in want]
+        assert [h.id for h in want[0]] == [7, 8, 9] and [h.id for h in want[1]] == [2, 3]
+    finally:
+        view.ids[6] = 6
+
+
+def test_query_compact_needs_integer_ids_and_no_payloads(coll, tmp_path) -> None:
+    c, x = coll
+    with pytest.raises(InvalidInputError, match="with_payload=True"):
+        c.query_compact(SearchRequest(vectors=x[:1], with_payload=True))
+    with pytest.raises(InvalidInputError, match="with_vector=True"):
+        c.query_compact(SearchRequest(vectors=x[:1], with_vector=True))
+    with quiver.Database(tmp_path / "s") as db:
+        s = db.create_collection("s", DIM, "cosine", id_type="string")
+        s.upsert(["a", "b"], x[:2])
+        with pytest.raises(InvalidInputError, match="id_type 'string'"):
+            s.query_compact(SearchRequest(vectors=x[:1]))

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -67,16 +66,15 @@ def main() -> None:
     queries = np.ascontiguousarray(ds.test[:1000], dtype=np.float32)
     metric = METRICS[ds.distance]
     temp = Path(tempfile.mkdtemp(prefix="qhop", dir="/tmp"))
-    ray_cluster = ray_sim.start_ray(args.shards, temp, 200 << 20)
-    import ray
+    with ray_sim.ray_session(args.shards, temp, NAMESPACE, 200 << 20):
+        import ray
 
-    import quiver
-    import quiver.cluster
-    from quiver.cluster.calls import node_actor_name
-    from quiver.cluster.hashing import group_by_shard
-    from quiver.cluster.merge import shard_ef
+        import quiver
+        import quiver.cluster
+        from quiver.cluster.calls import node_actor_name
+        from quiver.cluster.hashing import group_by_shard
+        from quiver.cluster.merge import shard_ef
 
-    try:
         cluster = quiver.Cluster(data_dir=temp / "data", namespace=NAMESPACE, num_threads=1)
         coll = cluster.create_collection("hop", train.shape[1], metric, shards=args.shards)
         load(coll, train, LOAD_BATCH)
@@ -128,11 +126,6 @@ def main() -> None:
             "driver_cpu_per_s": round((c1.user + c1.system - c0.user - c0.system) / wall, 3),
         }
         print(json.dumps(out), flush=True)
-    finally:
-        quiver.cluster.shutdown(NAMESPACE)
-        ray.shutdown()
-        ray_cluster.shutdown()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 if __name__ == "__main__":

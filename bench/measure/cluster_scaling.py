@@ -453,7 +453,6 @@ def node_ping(cluster: Any) -> Callable[[int], Any]:
 def run_cluster(
     shards: int, data: dict[str, Any], args: argparse.Namespace, temp: Path, rng: random.Random
 ) -> dict[str, Any]:
-    import ray
 
     import quiver
     import quiver.cluster
@@ -461,8 +460,7 @@ def run_cluster(
     threads = max(1, args.threads // shards)
     progress(f"{shards} shard(s): {shards} simulated Ray node(s), {threads} thread(s) each")
     ray_temp = temp / f"r{shards}"
-    ray_cluster = ray_sim.start_ray(shards, ray_temp, args.object_store_mb << 20)
-    try:
+    with ray_sim.ray_session(shards, ray_temp, NAMESPACE, args.object_store_mb << 20):
         cluster = quiver.Cluster(
             data_dir=ray_temp / "data", namespace=NAMESPACE, num_threads=threads
         )
@@ -482,11 +480,6 @@ def run_cluster(
         if shards == args.failover_shards and args.restarts:
             cluster.drop_collection("bench")
             out["failover"] = failover(cluster, data, args)
-    finally:
-        quiver.cluster.shutdown(NAMESPACE)
-        ray.shutdown()
-        ray_cluster.shutdown()
-        shutil.rmtree(ray_temp, ignore_errors=True)
     return out
 
 

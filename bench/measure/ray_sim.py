@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +58,27 @@ def start_ray(nodes: int, temp: Path, object_store_bytes: int = 80 << 20) -> Any
         cluster.shutdown()
         raise
     return cluster
+
+
+@contextmanager
+def ray_session(
+    nodes: int, temp: Path, namespace: str, object_store_bytes: int = 80 << 20
+) -> Iterator[Any]:
+    """:func:`start_ray` for a ``with`` block: yields the Ray cluster; on exit stops the
+    quiver cluster of ``namespace`` (its actors), this process's Ray connection and every Ray
+    process, and removes ``temp``."""
+    ray_cluster = start_ray(nodes, temp, object_store_bytes)
+    try:
+        yield ray_cluster
+    finally:
+        import ray
+
+        import quiver.cluster
+
+        quiver.cluster.shutdown(namespace)
+        ray.shutdown()
+        ray_cluster.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def kill_node(node: str, namespace: str) -> None:

@@ -18,7 +18,6 @@ from quiver.cluster.hashing import group_by_shard
 from quiver.cluster.layout import CollectionLayout
 from quiver.cluster.merge import (
     RECALL_K,
-    CompactHits,
     Hits,
     expand_hits,
     merge_compact,
@@ -34,7 +33,7 @@ from quiver.db.payloads import check_payloads, keys_removed, payload_change
 from quiver.db.request import SearchRequest, payload_selection
 from quiver.db.wal import OP_UPSERT
 from quiver.errors import InvalidInputError, PointNotFoundError
-from quiver.types import Point
+from quiver.types import CompactHits, Point
 from quiver.validation import as_matrix, positive_int
 
 #: the batcher's option key of a search that allows partial results

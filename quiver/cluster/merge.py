@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from quiver.db.request import SearchRequest
 from quiver.params import DEFAULT_EF
-from quiver.types import Point, ScoredPoint
+from quiver.types import CompactHits, Point, ScoredPoint
 
 DEFAULT_EF_EXPONENT = 0.25
 #: Key of a shard's search options: the k its ``target_recall`` calibration is for.
@@ -146,27 +146,6 @@ def merge_pages(pages: list[tuple[list[Point], Any]], limit: int) -> tuple[list[
     points = sorted((p for page, _ in pages for p in page), key=lambda p: p.id)
     rest = [p.id for p in points[limit:]] + [n for _, n in pages if n is not None]
     return points[:limit], (min(rest) if rest else None)
-
-
-class CompactHits(NamedTuple):
-    """One shard's hits for a batch of queries as arrays: query ``i``'s hits are
-    ``ids[starts[i]:starts[i] + counts[i]]`` (integer ids) with their ``scores``, best first.
-    What a node returns instead of :class:`ScoredPoint` lists when no payload or vector is
-    asked for: three arrays pickle in microseconds, 10,000 objects in tens of milliseconds."""
-
-    ids: np.ndarray  # uint64
-    scores: np.ndarray  # float64 (the exact float32 scores, widened)
-    counts: np.ndarray  # int64, one per query
-
-
-def compact_hits(hits: list[list[ScoredPoint]]) -> CompactHits:
-    """:class:`CompactHits` of hit lists without payloads or vectors, of integer ids."""
-    counts = np.fromiter(map(len, hits), dtype=np.int64, count=len(hits))
-    total = int(counts.sum())
-    flat = [h for query in hits for h in query]
-    ids = np.fromiter((h.id for h in flat), dtype=np.uint64, count=total)
-    scores = np.fromiter((h.score for h in flat), dtype=np.float64, count=total)
-    return CompactHits(ids, scores, counts)
 
 
 def merge_compact(

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from quiver.cluster import calls
-from quiver.cluster.merge import CompactHits, compact_hits, resolve_target_recall
+from quiver.cluster.merge import resolve_target_recall
 from quiver.cluster.priority import set_niceness
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica, replica_name
 from quiver.db.database import Database
@@ -41,7 +41,7 @@ from quiver.errors import (
 )
 from quiver.index import warmup
 from quiver.params import BuildParams
-from quiver.types import Point, ScoredPoint
+from quiver.types import CompactHits, Point, ScoredPoint
 
 logger = logging.getLogger(__name__)
 
@@ -445,14 +445,14 @@ class Node:
         without payloads or vectors, of integer ids, the hits as :class:`CompactHits`."""
         replica = self._readable(collection, shard)
         options = resolve_target_recall(options, replica.collection.ef_for_recall)
-        hits = replica.collection.query(SearchRequest(**options))
+        request = SearchRequest(**options)
         if (
             replica.collection.id_type == "uint64"
-            and not options.get("with_payload")
-            and not options.get("with_vector")
+            and request.with_payload is False
+            and not request.with_vector
         ):
-            return compact_hits(hits)  # arrays: no per-hit objects to pickle
-        return hits
+            return replica.collection.query_compact(request)  # no per-hit objects to pickle
+        return replica.collection.query(request)
 
     def prepare_recall(self, collection: str, shard: int, target: float, recall_k: int) -> int:
         """The ef this replica searches ``target`` recall at ``recall_k`` results with,

@@ -59,7 +59,7 @@ from quiver.db.wal import (
 from quiver.engine import store
 from quiver.errors import CorruptIndexError, InvalidInputError, ReadOnlyError
 from quiver.index import Index
-from quiver.types import Point, ScoredPoint
+from quiver.types import CompactHits, Point, ScoredPoint
 from quiver.validation import as_matrix, positive_int
 
 logger = logging.getLogger(__name__)
@@ -494,6 +494,13 @@ class Collection:
         """Run a :class:`~quiver.db.request.SearchRequest`: one hit list per query.
         Thread-safe (no lock)."""
         return self._points.query(request)
+
+    def query_compact(self, request: SearchRequest) -> CompactHits:
+        """:meth:`query` with the hits as arrays (:class:`~quiver.types.CompactHits`: ids,
+        scores and a count per query), without one object per hit: for collections of
+        integer ids and requests without payloads or vectors (``InvalidInputError``
+        otherwise). Thread-safe (no lock)."""
+        return self._points.query_compact(request)
 
     def ef_for_recall(self, target_recall: float, k: int = 10) -> int:
         """The ``ef`` a search for ``k`` results with ``target_recall`` uses: the smallest

@@ -30,7 +30,7 @@ from quiver.engine.state import Consolidation
 from quiver.errors import CorruptIndexError, InvalidInputError, PointNotFoundError
 from quiver.index import Index
 from quiver.params import SearchParams
-from quiver.types import Point, ScoredPoint
+from quiver.types import CompactHits, Point, ScoredPoint
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +218,20 @@ class PointStore:
 
     def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
         """Run a validated request: one hit list per query vector or stored query id."""
+        return self._run(request, self._executor.run)
+
+    def query_compact(self, request: SearchRequest) -> CompactHits:
+        """:meth:`query` as arrays; integer ids, no payloads or vectors (checked)."""
+        if self._id_type != "uint64" or request.with_payload is not False or request.with_vector:
+            raise InvalidInputError(
+                "compact hits need integer ids and no payloads or vectors: got id_type "
+                f"{self._id_type!r}, with_payload={request.with_payload!r}, "
+                f"with_vector={request.with_vector!r}"
+            )
+        return self._run(request, self._executor.run_compact)
+
+    def _run(self, request: SearchRequest, run: Callable[..., Any]) -> Any:
+        """``run(view, queries, request, ef, excluded, current)`` on the request's queries."""
         view, excluded = self.view, None
         if request.ids is not None:
             pids = [check_id(self._id_type, i, "query_id") for i in request.ids]
@@ -240,9 +254,7 @@ class PointStore:
         with self._searches_lock:
             self._searches += 1
         try:
-            return self._executor.run(
-                view, queries, request, ef, excluded, current=view is self.view
-            )
+            return run(view, queries, request, ef, excluded, current=view is self.view)
         finally:
             with self._searches_lock:
                 self._searches -= 1

@@ -17,7 +17,7 @@ from quiver.db.planner import FilterPlanner
 from quiver.db.request import SearchRequest
 from quiver.db.view import CollectionView
 from quiver.engine.vamana import VamanaIndex
-from quiver.types import Point, ScoredPoint
+from quiver.types import CompactHits, Point, ScoredPoint
 
 
 def select_payload(payload: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -38,6 +38,11 @@ def make_point(
             payload = select_payload(payload, with_payload)
     vector = index.vectors_of_rows(view.state, [row])[0].tolist() if with_vector else None
     return Point(view.ids[row], payload, vector)
+
+
+#: The compact path checks a query's hits for repeated ids pairwise ((q, w, w) booleans); wider
+#: hit rows take the per-hit path.
+COMPACT_MAX_WIDTH = 256
 
 
 def score_of(metric: str, distance: float) -> float:
@@ -71,14 +76,96 @@ class QueryExecutor:
 
         ``excluded[i]``: the id left out of query ``i``'s results (a query by stored id).
         """
+        rows, dists = self._search(view, queries, request, ef, excluded, current)
+        return self._hit_lists(view, rows, dists, request, excluded)
+
+    def run_compact(
+        self,
+        view: CollectionView,
+        queries: np.ndarray,
+        request: SearchRequest,
+        ef: int,
+        excluded: list[int] | None = None,
+        current: bool = True,
+    ) -> CompactHits:
+        """:meth:`run` as :class:`~quiver.types.CompactHits`: the same hits, for integer ids
+        and a request without payloads or vectors (the caller checks), with no per-hit object
+        (about 10 us per query less)."""
+        rows, dists = self._search(view, queries, request, ef, excluded, current)
+        if rows.shape[1] > COMPACT_MAX_WIDTH:
+            return compact_hit_lists(self._hit_lists(view, rows, dists, request, excluded))
+        return self._compact(view, rows, dists, request, excluded)
+
+    def _search(
+        self,
+        view: CollectionView,
+        queries: np.ndarray,
+        request: SearchRequest,
+        ef: int,
+        excluded: list[Any] | None,
+        current: bool,
+    ) -> tuple[np.ndarray, np.ndarray]:
         k = request.params.k
         skip = request.offset + (1 if excluded is not None else 0)
         plan = self._planner.plan(view, request.parsed_filter, k, ef, skip=skip, current=current)
         rows, dists, _ = self._index.execute(view.state, self._index.prepare_queries(queries), plan)
+        return rows, dists
+
+    def _hit_lists(
+        self,
+        view: CollectionView,
+        rows: np.ndarray,
+        dists: np.ndarray,
+        request: SearchRequest,
+        excluded: list[Any] | None,
+    ) -> list[list[ScoredPoint]]:
         return [
             self._hits(view, rows[i], dists[i], request, None if excluded is None else excluded[i])
-            for i in range(queries.shape[0])
+            for i in range(rows.shape[0])
         ]
+
+    def _compact(
+        self,
+        view: CollectionView,
+        rows: np.ndarray,
+        dists: np.ndarray,
+        request: SearchRequest,
+        excluded: list[int] | None,
+    ) -> CompactHits:
+        """What :meth:`_hits` keeps, decided for all queries at once with masks, step for
+        step: rows up to the first -1 padding, live, not the query point, not an id already
+        kept higher up (an older version), up to the first one below the score threshold,
+        then ``offset`` skipped and ``k`` kept."""
+        q, width = rows.shape
+        valid = np.logical_and.accumulate(rows >= 0, axis=1)
+        safe = np.where(valid, rows, 0)
+        valid &= view.state.live[safe] != 0
+        ids = view.ids
+        pids = np.fromiter(
+            (ids[r] for r in safe.ravel().tolist()), dtype=np.uint64, count=safe.size
+        ).reshape(q, width)
+        if excluded is not None:
+            valid &= pids != np.array(excluded, dtype=np.uint64)[:, None]
+        same = (pids[:, :, None] == pids[:, None, :]) & valid[:, None, :]
+        valid &= ~np.tril(same, k=-1).any(axis=2)  # an earlier kept row holds the same id
+        scores = self._scores(dists)
+        threshold = request.score_threshold
+        if threshold is not None:
+            fails = scores > threshold if self._lower_is_better else scores < threshold
+            valid &= ~np.logical_or.accumulate(valid & fails, axis=1)  # sorted: stop there
+        rank = np.cumsum(valid, axis=1)
+        skip = request.offset
+        keep = valid & (rank > skip) & (rank <= skip + request.params.k)
+        return CompactHits(pids[keep], scores[keep], keep.sum(axis=1).astype(np.int64))
+
+    def _scores(self, dists: np.ndarray) -> np.ndarray:
+        """:func:`score_of` of every distance, as float64."""
+        d = dists.astype(np.float64)
+        if self._metric == "cosine":
+            return 1.0 - d
+        if self._metric == "ip":
+            return -d
+        return d
 
     def _hits(
         self,
@@ -116,3 +203,14 @@ class QueryExecutor:
             else:  # the common case: one object per hit
                 hits.append(ScoredPoint(pid, score))
         return hits
+
+
+def compact_hit_lists(hits: list[list[ScoredPoint]]) -> CompactHits:
+    """:class:`~quiver.types.CompactHits` of hit lists without payloads or vectors, of
+    integer ids."""
+    counts = np.fromiter(map(len, hits), dtype=np.int64, count=len(hits))
+    total = int(counts.sum())
+    flat = [h for query in hits for h in query]
+    ids = np.fromiter((h.id for h in flat), dtype=np.uint64, count=total)
+    scores = np.fromiter((h.score for h in flat), dtype=np.float64, count=total)
+    return CompactHits(ids, scores, counts)

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -26,7 +27,6 @@ from quiver.cluster.layout import (
 )
 from quiver.cluster.merge import (
     RECALL_K,
-    compact_hits,
     expand_hits,
     merge_compact,
     merge_hits,
@@ -37,6 +37,7 @@ from quiver.cluster.merge import (
     shard_recall_k,
 )
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica
+from quiver.db.query import compact_hit_lists
 from quiver.db.wal import OP_DELETE, OP_UPSERT
 from quiver.types import Point, ScoredPoint
 
@@ -309,6 +310,41 @@ def test_micro_batching_groups_concurrent_searches_and_keeps_each_answer() -> No
     assert other == [ScoredPoint(5, 4.0)] and calls_seen[-1] == 1
 
 
+def test_micro_batching_lets_a_lone_client_skip_the_window() -> None:
+    calls_seen: list[int] = []
+
+    def run(vectors: np.ndarray, options: dict) -> list:
+        calls_seen.append(len(vectors))
+        time.sleep(0.05)  # a round trip: concurrent clients overlap inside search()
+        return [[ScoredPoint(int(v[0]), 1.0)] for v in vectors]
+
+    window = 1.0
+    batcher = QueryBatcher(run, window_s=window, max_batch=64)
+    t0 = time.monotonic()
+    batcher.search(np.zeros(4), {})  # no history: the first group waits out the window
+    assert time.monotonic() - t0 >= window * 0.9
+    t0 = time.monotonic()
+    for _ in range(3):  # a lone client: nobody else searched recently, so no wait
+        batcher.search(np.zeros(4), {})
+    assert time.monotonic() - t0 < window / 2 and batcher.expected_group() == 1
+
+    barrier = threading.Barrier(3)
+
+    def client(i: int) -> None:
+        barrier.wait()
+        batcher.search(np.full(4, i), {})
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert batcher.expected_group() == 64  # concurrent searches seen: groups wait again
+    t0 = time.monotonic()
+    batcher.search(np.zeros(4), {})
+    assert time.monotonic() - t0 >= window * 0.9 and calls_seen[-1] == 1
+
+
 def test_micro_batching_hands_a_failure_to_every_waiting_search() -> None:
     def run(vectors: np.ndarray, options: dict) -> list:
         raise quiver.ShardUnavailableError("shard 0 down")
@@ -370,7 +406,7 @@ def test_compact_merge_equals_the_hit_list_merge(higher: bool) -> None:
         per_shard.append(hits)
     excludes = [per_shard[0][q][0].id if q % 2 and per_shard[0][q] else None
                 for q in range(n_queries)]  # fmt: skip
-    parts = [compact_hits(h) for h in per_shard]
+    parts = [compact_hit_lists(h) for h in per_shard]
     assert all(expand_hits(p) == h for p, h in zip(parts, per_shard, strict=True))
     for offset in (0, 3):
         got = merge_compact(parts, k, offset, higher, excludes, shards + 1)
