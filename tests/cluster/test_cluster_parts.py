@@ -35,6 +35,7 @@ from quiver.cluster.merge import (
     shard_ef,
     shard_options,
     shard_recall_k,
+    shard_rerank,
 )
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica
 from quiver.db.query import compact_hit_lists
@@ -113,8 +114,20 @@ def test_per_shard_ef_rule_and_options() -> None:
     assert shard_ef(100, 10, 4, exponent=0.0) == 100
     request = quiver.SearchRequest(vectors=np.ones(4), k=5, offset=3, rerank=20, ef=80)
     options = shard_options(request, 4, 0.5)
-    assert options["k"] == 8 and options["ef"] == 40 and options["rerank"] == 20
+    assert options["k"] == 8 and options["ef"] == 40 and options["rerank"] == 8  # 20 / 4 < k
     assert "offset" not in options
+
+
+def test_per_shard_rerank_splits_the_request_depth_over_the_shards() -> None:
+    # ceil(rerank / S), at least k, at most the shard's ef; rerank defaults to the ef
+    default = quiver.SearchRequest(vectors=np.ones(4))
+    assert [(o["ef"], o["rerank"]) for o in (shard_options(default, s, 0.25) for s in (1, 2, 4))] \
+        == [(64, 64), (54, 32), (46, 16)]  # fmt: skip
+    wide = quiver.SearchRequest(vectors=np.ones(4), ef=80)
+    assert shard_options(wide, 4, 0.5)["rerank"] == 20
+    assert shard_rerank(None, None, 60, 2, 60) == 60  # never below k
+    assert shard_rerank(100, 128, 10, 2, 40) == 40  # never above the shard's ef
+    assert shard_rerank(30, 64, 10, 3, 49) == 10
     recall = shard_options(quiver.SearchRequest(vectors=np.ones(4), target_recall=0.9), 4, 0.5)
     assert recall["target_recall"] == 0.9 and "ef" not in recall and recall[RECALL_K] == 4
 
