@@ -30,7 +30,7 @@ class Point:
     vector: list[float] | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ScoredPoint:
     """A search hit. ``score``: cosine similarity (cosine), dot product (ip) or squared
     Euclidean distance (l2); higher is better for cosine and ip, lower for l2."""
@@ -39,6 +39,22 @@ class ScoredPoint:
     score: float
     payload: dict[str, Any] | None = None
     vector: list[float] | None = None
+
+    def __init__(
+        self,
+        id: int | str,  # noqa: A002 - the field's name
+        score: float,
+        payload: dict[str, Any] | None = None,
+        vector: list[float] | None = None,
+    ) -> None:
+        # the fields straight into the instance dict: a frozen dataclass's own __init__ sets
+        # each through object.__setattr__, 2x slower, and a batch of searches makes one hit
+        # object per result (10,000 for 1,000 queries of k=10)
+        fields = self.__dict__
+        fields["id"] = id
+        fields["score"] = score
+        fields["payload"] = payload
+        fields["vector"] = vector
 
 
 class CompactHits(NamedTuple):

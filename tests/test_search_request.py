@@ -137,6 +137,35 @@ def test_explain_names_the_planned_strategy(coll, monkeypatch) -> None:
     assert tenth["matches"] == 30 and tenth["ef"] == 51  # 32 * sqrt(0.25 / 0.1), rounded up
 
 
+def test_a_requests_rerank_depth_reaches_the_index(coll, monkeypatch) -> None:
+    """The database reranks ``rerank`` candidates, not its whole ef (it once dropped the
+    option): at least k + offset + the planner's spare results, at most ef."""
+    from quiver.db.planner import RESULT_MARGIN
+    from quiver.engine.vamana import VamanaIndex
+
+    c, x = coll
+    assert c.explain(k=10, ef=64, rerank=32)["rerank"] == 32
+    assert c.explain(k=10, ef=64, rerank=10)["rerank"] == 10 + RESULT_MARGIN
+    seen: list[tuple[int, int]] = []
+    execute = VamanaIndex.execute
+
+    def spy(self, state, queries, plan, *args, **kwargs):
+        seen.append((plan.ef, plan.rerank))
+        return execute(self, state, queries, plan, *args, **kwargs)
+
+    monkeypatch.setattr(VamanaIndex, "execute", spy)
+    c.search(x[0], k=10, ef=64, rerank=30)
+    c.search_batch(x[:3], k=5, ef=40, rerank=20, offset=2)
+    c.query_compact(SearchRequest(vectors=x[:2], k=10, ef=48, rerank=24, with_payload=False))
+    c.search(x[0], k=10, ef=64)
+    monkeypatch.setattr("quiver.db.planner.SCAN_ROWS_PER_EF", 0)
+    c.search(x[0], k=10, ef=64, rerank=40, filter={"must": [{"key": "n", "range": {"lt": 30}}]})
+    assert seen[:4] == [(64, 30), (40, 20), (48, 24), (64, 64)]
+    assert seen[4][0] > 64 and seen[4][1] == 40  # a filter widens the beam, not the rerank
+    hits = c.search(x[0], k=10, ef=64, rerank=18)
+    assert len(hits) == 10 and hits[0].id == 0
+
+
 def _as_lists(compact) -> list[list[tuple[int, float]]]:
     """Hit lists of :class:`quiver.CompactHits` as (id, score) pairs."""
     ends = np.cumsum(compact.counts)

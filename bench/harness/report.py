@@ -222,9 +222,7 @@ def summary_markdown(rows: Sequence[dict[str, Any]], baseline: str = "quiver") -
     groups = _by_algorithm(rows)
     first = rows[0]
     base_run = run_key(groups[baseline][0]) if baseline in groups else None
-    other_run = {
-        a: base_run is not None and run_key(g[0]) != base_run for a, g in groups.items()
-    }
+    other_run = {a: base_run is not None and run_key(g[0]) != base_run for a, g in groups.items()}
     dashes = "|---" * (2 * len(TARGET_RECALLS) + 7) + "|"
     lines = [
         f"### {first['threads']} thread(s)",

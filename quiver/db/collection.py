@@ -508,11 +508,18 @@ class Collection:
         :meth:`quiver.Index.ef_for_recall`). Thread-safe (no lock)."""
         return self._points.ef_for_recall(target_recall, positive_int(k, "k"))
 
-    def explain(self, filter: Any = None, *, k: int = 10, ef: int | None = None) -> dict[str, Any]:  # noqa: A002
+    def explain(
+        self,
+        filter: Any = None,  # noqa: A002
+        *,
+        k: int = 10,
+        ef: int | None = None,
+        rerank: int | None = None,
+    ) -> dict[str, Any]:
         """How a search with this filter would run, without running it: ``strategy``
         ("graph", "filtered-graph" or "scan"), ``matches`` (rows it may return), ``ef`` and
         ``rerank`` (see :mod:`quiver.db.planner`). Thread-safe (no lock)."""
-        return self._points.explain(parse_filter(filter), k, ef)
+        return self._points.explain(parse_filter(filter), k, ef, rerank)
 
     # ------------------------------------------------------------------ info
     def _status(self) -> str:

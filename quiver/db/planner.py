@@ -109,18 +109,20 @@ class FilterPlanner:
         k: int,
         ef: int,
         *,
+        rerank: int | None = None,
         skip: int = 0,
         current: bool = True,
     ) -> SearchPlan:
         """How to find the best ``k`` after skipping ``skip`` results (an offset, the query
-        point) in ``view``. ``current``: ``view`` is the collection's latest (only then are
-        selections cached)."""
+        point) in ``view`` with navigation list ``ef`` and ``rerank`` exact distances (None:
+        ``ef``). ``current``: ``view`` is the collection's latest (only then are selections
+        cached)."""
         state = view.state
         # spare results replace hits dropped on the way out: the query point itself, a point
         # deleted or replaced by a concurrent write after the search read its snapshot
         kk = k + skip + RESULT_MARGIN
-        ef_res = max(ef, kk)  # result list (and rerank) size
-        ef_nav, selection = ef_res, None
+        ef_nav, selection = max(ef, kk), None
+        ef_res = max(ef if rerank is None else min(rerank, ef), kk)  # result list and rerank
         if flt is not None:
             selection = self.selection(view, flt, scan=False, current=current)
             n_match = selection.rows.shape[0]

@@ -211,10 +211,12 @@ class PointStore:
         :meth:`quiver.Index.ef_for_recall`)."""
         return self._index.ef_for_recall(target_recall, k)
 
-    def explain(self, flt: Filter | None, k: int, ef: int | None) -> dict[str, Any]:
-        k, ef, _ = SearchParams(k, ef).resolve(self._index.ef_for_recall)
+    def explain(
+        self, flt: Filter | None, k: int, ef: int | None, rerank: int | None = None
+    ) -> dict[str, Any]:
+        k, ef, rerank = SearchParams(k, ef, rerank).resolve(self._index.ef_for_recall)
         view = self.view
-        return self._planner.describe(view, self._planner.plan(view, flt, k, ef))
+        return self._planner.describe(view, self._planner.plan(view, flt, k, ef, rerank=rerank))
 
     def query(self, request: SearchRequest) -> list[list[ScoredPoint]]:
         """Run a validated request: one hit list per query vector or stored query id."""
@@ -231,7 +233,8 @@ class PointStore:
         return self._run(request, self._executor.run_compact)
 
     def _run(self, request: SearchRequest, run: Callable[..., Any]) -> Any:
-        """``run(view, queries, request, ef, excluded, current)`` on the request's queries."""
+        """``run(view, queries, request, ef, rerank, excluded, current)`` on the request's
+        queries."""
         view, excluded = self.view, None
         if request.ids is not None:
             pids = [check_id(self._id_type, i, "query_id") for i in request.ids]
@@ -250,11 +253,11 @@ class PointStore:
                     f"got {queries.shape[1]}"
                 )
             queries = queries.copy()  # normalised in place by the executor
-        _, ef, _ = request.params.resolve(self._index.ef_for_recall)
+        _, ef, rerank = request.params.resolve(self._index.ef_for_recall)
         with self._searches_lock:
             self._searches += 1
         try:
-            return run(view, queries, request, ef, excluded, current=view is self.view)
+            return run(view, queries, request, ef, rerank, excluded, current=view is self.view)
         finally:
             with self._searches_lock:
                 self._searches -= 1

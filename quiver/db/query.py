@@ -69,14 +69,16 @@ class QueryExecutor:
         queries: np.ndarray,
         request: SearchRequest,
         ef: int,
+        rerank: int,
         excluded: list[Any] | None = None,
         current: bool = True,
     ) -> list[list[ScoredPoint]]:
-        """Hits per query of ``request`` with validated ``queries`` (q, D) and resolved ``ef``.
+        """Hits per query of ``request`` with validated ``queries`` (q, D) and resolved ``ef``
+        and ``rerank`` depth.
 
         ``excluded[i]``: the id left out of query ``i``'s results (a query by stored id).
         """
-        rows, dists = self._search(view, queries, request, ef, excluded, current)
+        rows, dists = self._search(view, queries, request, ef, rerank, excluded, current)
         return self._hit_lists(view, rows, dists, request, excluded)
 
     def run_compact(
@@ -85,13 +87,14 @@ class QueryExecutor:
         queries: np.ndarray,
         request: SearchRequest,
         ef: int,
+        rerank: int,
         excluded: list[int] | None = None,
         current: bool = True,
     ) -> CompactHits:
         """:meth:`run` as :class:`~quiver.types.CompactHits`: the same hits, for integer ids
         and a request without payloads or vectors (the caller checks), with no per-hit object
         (about 10 us per query less)."""
-        rows, dists = self._search(view, queries, request, ef, excluded, current)
+        rows, dists = self._search(view, queries, request, ef, rerank, excluded, current)
         if rows.shape[1] > COMPACT_MAX_WIDTH:
             return compact_hit_lists(self._hit_lists(view, rows, dists, request, excluded))
         return self._compact(view, rows, dists, request, excluded)
@@ -102,12 +105,14 @@ class QueryExecutor:
         queries: np.ndarray,
         request: SearchRequest,
         ef: int,
+        rerank: int,
         excluded: list[Any] | None,
         current: bool,
     ) -> tuple[np.ndarray, np.ndarray]:
         k = request.params.k
         skip = request.offset + (1 if excluded is not None else 0)
-        plan = self._planner.plan(view, request.parsed_filter, k, ef, skip=skip, current=current)
+        flt = request.parsed_filter
+        plan = self._planner.plan(view, flt, k, ef, rerank=rerank, skip=skip, current=current)
         rows, dists, _ = self._index.execute(view.state, self._index.prepare_queries(queries), plan)
         return rows, dists
 
