@@ -16,7 +16,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from quiver.engine.vamana import ENGINE_CENTERINGS, VamanaIndex
+from quiver.engine.vamana import ENGINE_CENTERINGS, MIN_QUERIES_PER_THREAD, VamanaIndex
 from quiver.errors import InvalidInputError
 from quiver.params import BuildParams, SearchParams
 from quiver.quality.calibration import Calibration, calibrate
@@ -322,9 +322,9 @@ def warmup() -> float:
     rng = np.random.default_rng(0)
     index = Index(16, "cosine", num_threads=1)
     index.add(rng.standard_normal((64, 16), dtype=np.float32))
-    queries = rng.standard_normal((2, 16), dtype=np.float32)
+    queries = rng.standard_normal((2 * MIN_QUERIES_PER_THREAD, 16), dtype=np.float32)
     index.search(queries[:1], k=2, ef=8)
-    if numba.config.NUMBA_NUM_THREADS > 1:
+    if numba.config.NUMBA_NUM_THREADS > 1:  # a batch large enough for two threads
         Index(16, num_threads=2).add(rng.standard_normal((64, 16), dtype=np.float32))
         index.search(queries, k=2, ef=8, num_threads=2)
     return time.perf_counter() - t0

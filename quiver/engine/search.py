@@ -181,6 +181,8 @@ def _estimate_index(signs: np.ndarray, b: np.ndarray, words: int, dim: int) -> i
 #: A batch scan scores the matching rows for this many queries per pass over their codes, so
 #: the codes stream from memory once per group instead of once per query.
 SCAN_GROUP = 8
+#: Queries per unit of work a thread of a parallel batch claims (a multiple of SCAN_GROUP).
+BATCH_BLOCK = 8
 #: Rows per block of a group pass: the block's codes (48 KB at 384-d) stay in L1/L2 while
 #: every query of the group scores them.
 SCAN_BLOCK = 512
@@ -454,9 +456,16 @@ class SearchArgs(NamedTuple):
 def search_batch(
     codes, adjacency, degrees, dim, entry, limit, metric, segments, segment_starts, labels,
     queries, ef, rerank, stamps, epochs, out_ids, out_dists, out_ndist, mode, admit, rows,
-    row_codes, nav_queries, out_rows,
+    row_codes, nav_queries, out_rows, claimed,
 ) -> None:  # fmt: skip
-    """Search many queries in parallel: one contiguous range of queries per scratch slot.
+    """Search many queries in parallel, one thread per scratch slot, balanced as they run.
+
+    Each slot starts on its own contiguous share of the blocks of :data:`BATCH_BLOCK` queries
+    (``claimed``: uint8, one per block, zeros), then takes the unclaimed blocks of the other
+    shares from their ends: a thread slowed down (another process on its core) leaves its
+    blocks to the others instead of holding up the whole batch. Claims are plain stores,
+    without atomics: two threads may run the same block at once, which only repeats work,
+    since both write the same results.
 
     Graph: ``codes`` (n, 2W) uint64, ``adjacency`` (n, R) int32, ``degrees`` (n,) int32, ``dim``,
     ``entry`` row, ``limit`` rows visible to this search. Floats: ``metric`` code,
@@ -481,16 +490,25 @@ def search_batch(
     out = (out_ids, out_dists, out_ndist)
     selection = (mode, admit, rows, row_codes, nav_queries, out_rows)
     nq = queries.shape[0]
-    slots = min(stamps.shape[0], nq)
+    blocks = claimed.shape[0]
+    slots = min(stamps.shape[0], blocks)
     for slot in prange(slots):
         # int64 positions everywhere (prange may type ``slot`` unsigned): one compiled
-        # _search_range serves both entry points, which shortens the first compile by seconds
-        start = np.int64(slot * nq // slots)
-        stop = np.int64((slot + 1) * nq // slots)
-        _search_range(
-            start, stop, np.int64(slot), graph, floats, queries, ef, rerank, (stamps, epochs),
-            out, selection,
-        )  # fmt: skip
+        # _search_range serves every entry point, which shortens the first compile by seconds
+        own = np.int64(slot)
+        for turn in range(slots):
+            other = (own + turn) % slots
+            first = np.int64(other * blocks // slots)
+            last = np.int64((other + 1) * blocks // slots) - 1
+            step = 1 if turn == 0 else -1  # own share from its start, the others from the end
+            b = first if turn == 0 else last
+            while first <= b <= last and claimed[b] == 0:
+                claimed[b] = 1
+                _search_range(
+                    b * BATCH_BLOCK, min(nq, (b + 1) * BATCH_BLOCK), own, graph, floats,
+                    queries, ef, rerank, (stamps, epochs), out, selection,
+                )  # fmt: skip
+                b += step
 
 
 @njit(cache=True, nogil=True)

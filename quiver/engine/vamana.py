@@ -25,6 +25,7 @@ from quiver.engine.kernels import normalize_rows
 from quiver.engine.persistence import next_generation, open_index, save_index
 from quiver.engine.scratch import ScratchPool
 from quiver.engine.search import (
+    BATCH_BLOCK,
     MODE_FILTERED,
     MODE_GRAPH,
     MODE_SCAN,
@@ -454,8 +455,9 @@ class VamanaIndex:
             if threads == 1:  # no thread pool: skip Numba's thread-count bookkeeping
                 search_serial(*args)
             else:
+                claimed = np.zeros(-(-nq // BATCH_BLOCK), dtype=np.uint8)
                 with NumbaThreads(threads):
-                    search_batch(*args)
+                    search_batch(*args, claimed)
         if candidates.shape[0]:
             with NumbaThreads(threads):
                 self._rerank_read_ahead(state, queries, candidates, labels, out_ids, out_dists)
