@@ -14,9 +14,13 @@ import numpy as np
 from numba import njit, prange
 
 from quiver.engine import bq
+from quiver.engine.balance import NO_BLOCK, next_block
 from quiver.engine.candidates import next_epoch
 from quiver.engine.kernels import code_distance
 from quiver.engine.search import beam_search
+
+#: Points per unit of work a thread of a parallel link round claims (see ``link_batch``).
+LINK_BLOCK = 4
 
 
 @njit(cache=True, nogil=True)
@@ -145,34 +149,31 @@ def link_batch(
     """Search + prune every row of ``batch`` in parallel against the frozen graph.
 
     Writes each point's out-edges to its own ``adjacency`` row and their count to
-    ``new_degrees``; ``degrees`` is left for the caller to update after the round.
+    ``new_degrees``; ``degrees`` is left for the caller to update after the round. The points
+    go in blocks of :data:`LINK_BLOCK` that the threads share out as they run
+    (:mod:`quiver.engine.balance`); two threads linking one point at once write the same row,
+    since both search the frozen graph.
     """
     n = batch.shape[0]
-    slots = min(stamps.shape[0], n)
+    claimed = np.zeros((n + LINK_BLOCK - 1) // LINK_BLOCK, dtype=np.uint8)
+    slots = min(stamps.shape[0], claimed.shape[0])
     for slot in prange(slots):
+        own = np.int64(slot)  # one compiled _link_point: prange may type slot unsigned
         ids = np.empty(build_list_size, dtype=np.int32)
         dists = np.empty(build_list_size, dtype=np.int64)
         done = np.empty(build_list_size, dtype=np.bool_)
         expanded = np.empty(4 * build_list_size, dtype=np.int32)
         pool = np.empty(5 * build_list_size, dtype=np.int32)
-        for i in range(slot * n // slots, (slot + 1) * n // slots):
-            new_degrees[i] = _link_point(
-                batch[i],
-                codes,
-                dim,
-                adjacency,
-                degrees,
-                entry,
-                alpha,
-                stamps,
-                epochs,
-                np.int64(slot),  # one compiled _link_point: prange may type slot unsigned
-                ids,
-                dists,
-                done,
-                expanded,
-                pool,
-            )
+        turn, b = 0, NO_BLOCK
+        while True:
+            block, turn, b = next_block(claimed, own, slots, turn, b)
+            if block == NO_BLOCK:
+                break
+            for i in range(block * LINK_BLOCK, min(n, (block + 1) * LINK_BLOCK)):
+                new_degrees[i] = _link_point(
+                    batch[i], codes, dim, adjacency, degrees, entry, alpha, stamps, epochs, own,
+                    ids, dists, done, expanded, pool,
+                )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)

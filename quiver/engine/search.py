@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numba import njit, prange
 
+from quiver.engine.balance import NO_BLOCK, next_block
 from quiver.engine.candidates import insert_candidate, merge_candidates, next_epoch
 from quiver.engine.kernels import (
     encode_query,
@@ -460,12 +461,11 @@ def search_batch(
 ) -> None:  # fmt: skip
     """Search many queries in parallel, one thread per scratch slot, balanced as they run.
 
-    Each slot starts on its own contiguous share of the blocks of :data:`BATCH_BLOCK` queries
-    (``claimed``: uint8, one per block, zeros), then takes the unclaimed blocks of the other
-    shares from their ends: a thread slowed down (another process on its core) leaves its
-    blocks to the others instead of holding up the whole batch. Claims are plain stores,
-    without atomics: two threads may run the same block at once, which only repeats work,
-    since both write the same results.
+    The queries go in blocks of :data:`BATCH_BLOCK` (``claimed``: uint8, one per block,
+    zeros), which the threads share out as they run (:mod:`quiver.engine.balance`): a thread
+    slowed down by another process on its core leaves its blocks to the others instead of
+    holding up the whole batch. Two threads may search one block at once; both write the
+    same results.
 
     Graph: ``codes`` (n, 2W) uint64, ``adjacency`` (n, R) int32, ``degrees`` (n,) int32, ``dim``,
     ``entry`` row, ``limit`` rows visible to this search. Floats: ``metric`` code,
@@ -490,25 +490,20 @@ def search_batch(
     out = (out_ids, out_dists, out_ndist)
     selection = (mode, admit, rows, row_codes, nav_queries, out_rows)
     nq = queries.shape[0]
-    blocks = claimed.shape[0]
-    slots = min(stamps.shape[0], blocks)
+    slots = min(stamps.shape[0], claimed.shape[0])
     for slot in prange(slots):
         # int64 positions everywhere (prange may type ``slot`` unsigned): one compiled
         # _search_range serves every entry point, which shortens the first compile by seconds
         own = np.int64(slot)
-        for turn in range(slots):
-            other = (own + turn) % slots
-            first = np.int64(other * blocks // slots)
-            last = np.int64((other + 1) * blocks // slots) - 1
-            step = 1 if turn == 0 else -1  # own share from its start, the others from the end
-            b = first if turn == 0 else last
-            while first <= b <= last and claimed[b] == 0:
-                claimed[b] = 1
-                _search_range(
-                    b * BATCH_BLOCK, min(nq, (b + 1) * BATCH_BLOCK), own, graph, floats,
-                    queries, ef, rerank, (stamps, epochs), out, selection,
-                )  # fmt: skip
-                b += step
+        turn, b = 0, NO_BLOCK
+        while True:
+            block, turn, b = next_block(claimed, own, slots, turn, b)
+            if block == NO_BLOCK:
+                break
+            _search_range(
+                block * BATCH_BLOCK, min(nq, (block + 1) * BATCH_BLOCK), own, graph, floats,
+                queries, ef, rerank, (stamps, epochs), out, selection,
+            )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
