@@ -32,6 +32,7 @@ from quiver.cluster.priority import set_niceness
 from quiver.cluster.replica import Op, ReplicaGapError, ShardReplica, replica_name
 from quiver.db.database import Database
 from quiver.db.payloads import keys_removed, payload_change
+from quiver.db.query import answers_compact
 from quiver.db.request import SearchRequest
 from quiver.db.wal import OP_DELETE, OP_UPSERT
 from quiver.errors import (
@@ -446,11 +447,7 @@ class Node:
         replica = self._readable(collection, shard)
         options = resolve_target_recall(options, replica.collection.ef_for_recall)
         request = SearchRequest(**options)
-        if (
-            replica.collection.id_type == "uint64"
-            and request.with_payload is False
-            and not request.with_vector
-        ):
+        if answers_compact(replica.collection.id_type, request):
             return replica.collection.query_compact(request)  # no per-hit objects to pickle
         return replica.collection.query(request)
 

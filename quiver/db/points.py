@@ -22,7 +22,7 @@ from quiver.db.id_order import IdOrder
 from quiver.db.ids import check_id
 from quiver.db.payloads import FieldColumn, decode_payload, encode_payload, field_value
 from quiver.db.planner import FilterPlanner
-from quiver.db.query import QueryExecutor, make_point
+from quiver.db.query import QueryExecutor, answers_compact, make_point
 from quiver.db.request import SearchRequest
 from quiver.db.view import CollectionView
 from quiver.db.wal import OP_DELETE, OP_UPSERT
@@ -224,7 +224,7 @@ class PointStore:
 
     def query_compact(self, request: SearchRequest) -> CompactHits:
         """:meth:`query` as arrays; integer ids, no payloads or vectors (checked)."""
-        if self._id_type != "uint64" or request.with_payload is not False or request.with_vector:
+        if not answers_compact(self._id_type, request):
             raise InvalidInputError(
                 "compact hits need integer ids and no payloads or vectors: got id_type "
                 f"{self._id_type!r}, with_payload={request.with_payload!r}, "

@@ -45,8 +45,9 @@ def make_point(
 COMPACT_MAX_WIDTH = 256
 
 
-def score_of(metric: str, distance: float) -> float:
-    """The user-facing score of an index distance (cosine similarity, dot, squared L2)."""
+def score_of(metric: str, distance: Any) -> Any:
+    """The user-facing score of an index distance (cosine similarity, dot, squared L2); of
+    each element of an array of distances too."""
     if metric == "cosine":
         return 1.0 - distance
     if metric == "ip":
@@ -153,7 +154,7 @@ class QueryExecutor:
             valid &= pids != np.array(excluded, dtype=np.uint64)[:, None]
         same = (pids[:, :, None] == pids[:, None, :]) & valid[:, None, :]
         valid &= ~np.tril(same, k=-1).any(axis=2)  # an earlier kept row holds the same id
-        scores = self._scores(dists)
+        scores = score_of(self._metric, dists.astype(np.float64))  # elementwise
         threshold = request.score_threshold
         if threshold is not None:
             fails = scores > threshold if self._lower_is_better else scores < threshold
@@ -162,15 +163,6 @@ class QueryExecutor:
         skip = request.offset
         keep = valid & (rank > skip) & (rank <= skip + request.params.k)
         return CompactHits(pids[keep], scores[keep], keep.sum(axis=1).astype(np.int64))
-
-    def _scores(self, dists: np.ndarray) -> np.ndarray:
-        """:func:`score_of` of every distance, as float64."""
-        d = dists.astype(np.float64)
-        if self._metric == "cosine":
-            return 1.0 - d
-        if self._metric == "ip":
-            return -d
-        return d
 
     def _hits(
         self,
@@ -208,6 +200,12 @@ class QueryExecutor:
             else:  # the common case: one object per hit
                 hits.append(ScoredPoint(pid, score))
         return hits
+
+
+def answers_compact(id_type: str, request: SearchRequest) -> bool:
+    """Whether ``request``'s hits can come as :class:`~quiver.types.CompactHits` from a
+    collection of ``id_type`` ids: integer ids, and no payloads or vectors asked for."""
+    return id_type == "uint64" and request.with_payload is False and not request.with_vector
 
 
 def compact_hit_lists(hits: list[list[ScoredPoint]]) -> CompactHits:
