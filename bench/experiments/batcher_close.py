@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.measure import ray_sim
-from bench.measure.cluster_scaling import METRICS, concurrent, load, sequential
+from bench.measure.cluster_scaling import METRICS, concurrent, load, loaded_cluster, sequential
 from quiver.types import ScoredPoint
 
 NAMESPACE = "quiver-batcher"
@@ -102,14 +100,9 @@ def main() -> None:
     train = np.ascontiguousarray(ds.train[: args.points], dtype=np.float32)
     queries = np.ascontiguousarray(ds.test[:1000], dtype=np.float32)
     metric = METRICS[ds.distance]
-    temp = Path(tempfile.mkdtemp(prefix="qbatch", dir="/tmp"))
-    with ray_sim.ray_session(2, temp, NAMESPACE, 200 << 20):
+    with loaded_cluster(train, metric, 2, NAMESPACE, "qbatch", 200 << 20) as (_, coll, temp):
         import quiver
-        import quiver.cluster
 
-        cluster = quiver.Cluster(data_dir=temp / "data", namespace=NAMESPACE, num_threads=1)
-        coll = cluster.create_collection("ab", train.shape[1], metric, shards=2)
-        load(coll, train, LOAD_BATCH)
         embedded = quiver.Database(temp / "embedded", num_threads=2).create_collection(
             "ab", train.shape[1], metric
         )

@@ -27,15 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.measure import ray_sim
-from bench.measure.cluster_scaling import METRICS, concurrent, load, sequential
+from bench.measure.cluster_scaling import METRICS, concurrent, load, loaded_cluster, sequential
 
 NAMESPACE = "quiver-hop"
 WARMUP = 5
@@ -65,19 +62,15 @@ def main() -> None:
     train = np.ascontiguousarray(ds.train[: args.points], dtype=np.float32)
     queries = np.ascontiguousarray(ds.test[:1000], dtype=np.float32)
     metric = METRICS[ds.distance]
-    temp = Path(tempfile.mkdtemp(prefix="qhop", dir="/tmp"))
-    with ray_sim.ray_session(args.shards, temp, NAMESPACE, 200 << 20):
+    session = loaded_cluster(train, metric, args.shards, NAMESPACE, "qhop", 200 << 20, name="hop")
+    with session as (cluster, coll, temp):
         import ray
 
         import quiver
-        import quiver.cluster
         from quiver.cluster.calls import node_actor_name
         from quiver.cluster.hashing import group_by_shard
         from quiver.cluster.merge import shard_ef
 
-        cluster = quiver.Cluster(data_dir=temp / "data", namespace=NAMESPACE, num_threads=1)
-        coll = cluster.create_collection("hop", train.shape[1], metric, shards=args.shards)
-        load(coll, train, LOAD_BATCH)
         one_shard = quiver.Database(temp / "one-shard", num_threads=1).create_collection(
             "hop", train.shape[1], metric
         )

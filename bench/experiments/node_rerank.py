@@ -15,19 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from bench.harness.runner import thread_env
 from bench.harness.sets import load_dataset
-from bench.measure import ray_sim
-from bench.measure.cluster_scaling import METRICS, load
+from bench.measure.cluster_scaling import METRICS, loaded_cluster
 
 NAMESPACE = "quiver-node-rerank"
-LOAD_BATCH = 5000
 
 
 def main() -> None:
@@ -42,15 +38,10 @@ def main() -> None:
     ds = load_dataset(args.set)
     train = np.ascontiguousarray(ds.train[: args.limit], dtype=np.float32)
     queries = np.ascontiguousarray(ds.test, dtype=np.float32)
-    temp = Path(tempfile.mkdtemp(prefix="qnoderr", dir="/tmp"))
-    with ray_sim.ray_session(2, temp, NAMESPACE, 256 << 20):
+    metric = METRICS[ds.distance]
+    with loaded_cluster(train, metric, 2, NAMESPACE, "qnoderr", name="rr") as (cluster, _, _):
         import ray
 
-        import quiver
-
-        cluster = quiver.Cluster(data_dir=temp / "data", namespace=NAMESPACE, num_threads=1)
-        coll = cluster.create_collection("rr", train.shape[1], METRICS[ds.distance], shards=2)
-        load(coll, train, LOAD_BATCH)
         layout = cluster._router.collection("rr")  # noqa: SLF001 - one node, on purpose
         node = cluster._router.node(layout.shards[0].primary)  # noqa: SLF001
         seconds: dict[int, list[float]] = {r: [] for r in args.reranks}

@@ -13,20 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bench.harness.runner import score
 from bench.harness.sets import load_dataset
-from bench.measure import ray_sim
-from bench.measure.cluster_scaling import METRICS, load
+from bench.measure.cluster_scaling import METRICS, loaded_cluster
 
 NAMESPACE = "quiver-rerank-ab"
-LOAD_BATCH = 5000
 
 
 def main() -> None:
@@ -38,15 +34,10 @@ def main() -> None:
     ds = load_dataset(args.set)
     train = np.ascontiguousarray(ds.train, dtype=np.float32)
     queries = np.ascontiguousarray(ds.test, dtype=np.float32)
-    temp = Path(tempfile.mkdtemp(prefix="qrerank", dir="/tmp"))
-    with ray_sim.ray_session(args.shards, temp, NAMESPACE, 256 << 20):
-        import quiver
+    metric = METRICS[ds.distance]
+    with loaded_cluster(train, metric, args.shards, NAMESPACE, "qrerank") as (_, coll, _):
         import quiver.cluster.merge as merge
 
-        cluster = quiver.Cluster(data_dir=temp / "data", namespace=NAMESPACE, num_threads=1)
-        coll = cluster.create_collection("ab", train.shape[1], METRICS[ds.distance],
-                                         shards=args.shards)  # fmt: skip
-        load(coll, train, LOAD_BATCH)
         rules: dict[str, Any] = {
             "split": merge.shard_rerank,
             "full": lambda rerank, ef, k, shards, shard_ef: shard_ef,

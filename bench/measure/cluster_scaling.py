@@ -59,7 +59,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +133,33 @@ def load_data(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- phases
+@contextmanager
+def loaded_cluster(
+    train: np.ndarray,
+    metric: str,
+    shards: int,
+    namespace: str,
+    prefix: str,
+    object_store_bytes: int = 256 << 20,
+    name: str = "ab",
+    batch: int = 5000,
+) -> Iterator[tuple[Any, Any, Path]]:
+    """A simulated Ray cluster of ``shards`` one-CPU nodes (``ray_sim.ray_session``, removed
+    on exit) and a :class:`quiver.Cluster` on it (one search thread per node) holding
+    ``train`` (ids = rows, upserted ``batch`` at a time) in collection ``name`` of ``shards``
+    shards: yields
+    ``(cluster, collection, temp)``, ``temp`` the session's directory (``prefix`` under /tmp)
+    for the caller's other files."""
+    temp = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    with ray_sim.ray_session(shards, temp, namespace, object_store_bytes):
+        import quiver
+
+        cluster = quiver.Cluster(data_dir=temp / "data", namespace=namespace, num_threads=1)
+        coll = cluster.create_collection(name, train.shape[1], metric, shards=shards)
+        load(coll, train, batch)
+        yield cluster, coll, temp
+
+
 def load(coll: Any, train: np.ndarray, batch: int) -> float:
     """Seconds to upsert every train vector (ids = rows) in batches of ``batch``."""
     n = len(train)
