@@ -237,7 +237,12 @@ def normalize_rows(x: np.ndarray) -> None:
                 x[i, j] *= scale
 
 
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
+# The float kernels below are not ``inline="always"``: Numba inlines such a function into its
+# caller's IR and compiles it with the caller's flags, so without the caller's ``fastmath`` the
+# sum became one serial chain of float adds (~310 ns per 384-d row in the rerank instead of
+# ~33 ns, bench/results/PERF.md). Left to LLVM's own inlining, their instructions keep the
+# fast-math flags that let the loop vectorise.
+@njit(cache=True, nogil=True, fastmath=True)
 def dot_f32(q: np.ndarray, x: np.ndarray) -> float:
     """Dot product of two float32 vectors (accumulated in float32, vectorised)."""
     acc = np.float32(0.0)
@@ -246,7 +251,7 @@ def dot_f32(q: np.ndarray, x: np.ndarray) -> float:
     return acc
 
 
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
+@njit(cache=True, nogil=True, fastmath=True)
 def l2sq_f32(q: np.ndarray, x: np.ndarray) -> float:
     """Squared Euclidean distance of two float32 vectors."""
     acc = np.float32(0.0)
